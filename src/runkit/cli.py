@@ -1,0 +1,44 @@
+"""A small dispatcher: subcommands live in their own modules and are imported only when used."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+from dataclasses import dataclass
+
+from runkit.errors import run_cli
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: `module` defines add_arguments(parser) and run(args) -> int."""
+
+    name: str
+    module: str
+    help: str
+
+
+def build_parser(prog: str, description: str, commands: list[Command]) -> argparse.ArgumentParser:
+    """Build the top-level parser; each subparser is filled by its module's add_arguments."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for cmd in commands:
+        if importlib.util.find_spec(cmd.module) is None:  # a command whose module is not built yet
+            continue
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        p.set_defaults(_module=cmd.module)
+        p.set_defaults(_parser=p)
+        importlib.import_module(cmd.module).add_arguments(p)
+    return parser
+
+
+def main(prog: str, description: str, commands: list[Command], argv: list[str] | None = None) -> int:
+    """Parse argv and run the chosen subcommand under the one-line error convention."""
+    parser = build_parser(prog, description, commands)
+    args = parser.parse_args(argv)
+    if not getattr(args, "_module", None):
+        parser.print_help()
+        return 0
+    module = importlib.import_module(args._module)
+    return run_cli(lambda: module.run(args), prog)

@@ -1,0 +1,71 @@
+"""The run folder shared by both packages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runkit.checkpoint import list_checkpoints
+from runkit.errors import UserError
+from runkit.io import atomic_write_json, read_json
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """config.json, metrics.jsonl, tensorboard/, checkpoints/, plots/, report.html under one folder."""
+
+    path: Path
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def plots(self) -> Path:
+        return self.path / "plots"
+
+    @property
+    def report(self) -> Path:
+        return self.path / "report.html"
+
+    def latest_checkpoint(self) -> tuple[int, Path] | None:
+        """The newest complete checkpoint, or None."""
+        found = list_checkpoints(self.checkpoints)
+        return found[-1] if found else None
+
+    def read_config(self) -> dict[str, Any]:
+        """The resolved config of this run."""
+        if not self.config.exists():
+            raise UserError(f"{self.path} is not a run folder (no config.json)")
+        return read_json(self.config)
+
+
+def create_run_dir(path: str | Path, config: dict[str, Any], kind: str) -> RunDir:
+    """Make a new run folder and write its resolved config; refuses to overwrite a run that has checkpoints."""
+    run = RunDir(Path(path))
+    if run.latest_checkpoint() is not None:
+        raise UserError(
+            f"{run.path} already holds a run; pass --resume {run.path} to continue it or choose another --out"
+        )
+    for d in (run.path, run.checkpoints, run.plots):
+        d.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run.config, {"kind": kind, **config})
+    return run
+
+
+def open_run_dir(path: str | Path, kind: str) -> RunDir:
+    """Open an existing run folder of the given kind (e.g. 'spiral', 'tm')."""
+    run = RunDir(Path(path))
+    cfg = run.read_config()
+    if cfg.get("kind") != kind:
+        raise UserError(f"{run.path} is a {cfg.get('kind')!r} run, not a {kind!r} run")
+    return run

@@ -1,0 +1,24 @@
+"""The `spiral` command line."""
+
+from __future__ import annotations
+
+from runkit.cli import Command
+from runkit.cli import main as _main
+
+COMMANDS = [
+    Command("play", "spiral.commands.play", "play games between agents and print outcome statistics"),
+    Command("warmup", "spiral.commands.warmup", "format warm-up: rejection-sampled fine-tuning on valid moves"),
+    Command("train", "spiral.commands.train", "self-play RL training (RAE + PPO)"),
+    Command("eval", "spiral.commands.eval", "evaluate: exploitability, game win rates, reasoning benchmarks"),
+    Command("plot", "spiral.commands.plot", "draw the plots of a run folder"),
+    Command("report", "spiral.commands.report", "write a self-contained HTML report for a run folder"),
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `spiral` console script."""
+    return _main("spiral", "SPIRAL self-play RL for language models on zero-sum text games.", COMMANDS, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
