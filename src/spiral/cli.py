@@ -7,7 +7,9 @@ from runkit.cli import main as _main
 
 COMMANDS = [
     Command("play", "spiral.commands.play", "play games between agents and print outcome statistics"),
-    Command("warmup", "spiral.commands.warmup", "format warm-up: rejection-sampled fine-tuning on valid moves"),
+    Command(
+        "warmup", "spiral.commands.warmup", "format warm-up: rejection-sampled fine-tuning on valid moves"
+    ),
     Command("train", "spiral.commands.train", "self-play RL training (RAE + PPO)"),
     Command("eval", "spiral.commands.eval", "evaluate: exploitability, game win rates, reasoning benchmarks"),
     Command("plot", "spiral.commands.plot", "draw the plots of a run folder"),

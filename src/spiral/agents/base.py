@@ -19,7 +19,9 @@ class Agent(ABC):
     def act(self, observation: str, legal_actions: list[str], env=None) -> str:
         """Return an action text (a canonical action like '[bet]' or free text containing one)."""
 
-    def act_batch(self, observations: list[str], legal: list[list[str]], envs: list | None = None) -> list[str]:
+    def act_batch(
+        self, observations: list[str], legal: list[list[str]], envs: list | None = None
+    ) -> list[str]:
         """Act for several games at once; the default loops over `act`."""
         envs = envs or [None] * len(observations)
         return [self.act(o, la, e) for o, la, e in zip(observations, legal, envs, strict=True)]

@@ -1,0 +1,1 @@
+"""Evaluation: Kuhn exploitability, win rates against fixed opponents, small statistics helpers."""

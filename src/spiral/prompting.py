@@ -1,0 +1,109 @@
+"""Action parsing shared by the games and agents: the last \\boxed{...} of a response is the action."""
+
+from __future__ import annotations
+
+import re
+
+PARSE_MODES = ("strict", "lenient")
+
+_BOX_START = re.compile(r"\\(?:boxed|fbox)\s*\{")
+# Formatting commands whose argument is kept: \boxed{\text{bet}} means "bet".
+_WRAPPER_START = re.compile(r"\\(?:text|textbf|textit|texttt|textrm|mathrm|mathbf|mathtt|operatorname)\s*\{")
+_QUOTES = "'\"`"
+
+
+def _match_brace(text: str, open_idx: int) -> int:
+    """Index of the brace closing the one at `open_idx`, or -1; escaped braces (\\{ \\}) do not count."""
+    depth = 0
+    i = open_idx
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\\":
+            i += 2  # skip the escaped character
+            continue
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return -1
+
+
+def _unwrap_commands(text: str) -> str:
+    """Replace \\text{X} (and similar formatting commands) by X, innermost-safe."""
+    while True:
+        m = _WRAPPER_START.search(text)
+        if m is None:
+            return text
+        close = _match_brace(text, m.end() - 1)
+        if close < 0:  # unbalanced: drop just the command name
+            return text[: m.start()] + text[m.end() :]
+        text = text[: m.start()] + text[m.end() : close] + text[close + 1 :]
+
+
+def extract_boxed(text: str) -> str | None:
+    """Content of the last complete \\boxed{...} or \\fbox{...} in `text` (\\text{} stripped), or None."""
+    if "\\" not in text:  # fast path: no LaTeX command at all
+        return None
+    starts = [m.end() - 1 for m in _BOX_START.finditer(text)]
+    for brace in reversed(starts):
+        close = _match_brace(text, brace)
+        if close >= 0:
+            return _unwrap_commands(text[brace + 1 : close]).strip()
+    return None
+
+
+def normalize_action(text: str) -> str:
+    """Canonical comparison key: lower case, single spaces, no surrounding quotes or brackets."""
+    s = " ".join(text.split()).lower().strip(_QUOTES).strip()
+    if s.startswith("[") and s.endswith("]"):
+        s = s[1:-1].strip()
+    return s
+
+
+def _legal_keys(legal_actions: list[str]) -> dict[str, str]:
+    """Map each legal action's comparison key to the canonical action."""
+    return {normalize_action(a): a for a in legal_actions}
+
+
+def _last_named(text: str, keys: dict[str, str]) -> str | None:
+    """The last legal action named in free text: bracketed mentions first, then bare words."""
+    if not keys:
+        return None
+    flat = " ".join(text.split()).lower()
+    alternatives = "|".join(re.escape(k) for k in sorted(keys, key=len, reverse=True))
+    bracketed = list(re.finditer(rf"\[\s*({alternatives})\s*\]", flat))
+    if bracketed:
+        return keys[bracketed[-1].group(1)]
+    bare = list(re.finditer(rf"(?<![\w\[])({alternatives})(?![\w\]])", flat))
+    return keys[bare[-1].group(1)] if bare else None
+
+
+def parse_action(text: str, legal_actions: list[str], mode: str = "strict") -> str | None:
+    """The legal action a response chooses, or None.
+
+    strict (the paper's rule): the content of the last \\boxed{} must name a legal action, ignoring case,
+    spaces and the square brackets (`\\boxed{bet}` means `[bet]`). lenient: as strict when there is a box;
+    without a box, the last legal action named in the text.
+    """
+    if mode not in PARSE_MODES:
+        raise ValueError(f"parse mode must be one of {PARSE_MODES}, got {mode!r}")
+    keys = _legal_keys(legal_actions)
+    boxed = extract_boxed(text)
+    if boxed is not None:
+        return keys.get(normalize_action(boxed))
+    if mode == "lenient":
+        return _last_named(text, keys)
+    return None
+
+
+def answer_region(text: str, mode: str = "strict") -> str | None:
+    """The part of a response that holds the action: the last box's content; in lenient mode the whole
+    text when there is no box. Games with free-form actions (negotiation) parse their tokens in it."""
+    boxed = extract_boxed(text)
+    if boxed is not None:
+        return boxed
+    return text if mode == "lenient" else None
