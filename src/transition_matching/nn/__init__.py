@@ -1,0 +1,1 @@
+"""Networks shared by every method: the backbone (transformer or MLP) and the small flow head."""

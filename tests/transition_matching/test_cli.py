@@ -1,0 +1,143 @@
+"""The `tm` command line end to end on tiny models, and its one-line errors."""
+
+import json
+
+import numpy as np
+import pytest
+from tm_testutil import tiny_argv
+
+from transition_matching.cli import main
+
+
+def _train(tmp_path, name, **kw):
+    out = tmp_path / name
+    assert main(["train", "--out", str(out), "--no-progress", *tiny_argv(**kw)]) == 0
+    return out
+
+
+def test_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for cmd in ("train", "sample", "eval", "plot", "demo"):
+        assert cmd in text
+
+
+def test_train_sample_eval_plot_on_2d(tmp_path, capsys):
+    run = _train(tmp_path, "dtm2d", method="dtm", data="checkerboard")
+    assert (run / "config.json").exists() and (run / "metrics.jsonl").exists()
+    out = tmp_path / "s.npz"
+    assert (
+        main(
+            ["sample", "--run", str(run), "--n", "50", "--steps", "3", "--head-steps", "2", "--out", str(out)]
+        )
+        == 0
+    )
+    assert np.load(out)["x"].shape == (50, 2)
+    assert "6 head" in capsys.readouterr().out  # 3 steps x 2 head steps
+    assert main(["eval", "--run", str(run), "--n", "200", "--steps", "4", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert results["backbone_evals"] == 4 and results["w2"] > 0
+    assert main(["plot", "--run", str(run), "--n", "200", "--steps", "4"]) == 0
+    assert {p.name for p in (run / "plots").iterdir()} >= {"scatter.png", "density.png", "trajectories.png"}
+    assert "data:image/png;base64" in (run / "report.html").read_text()
+
+
+def test_resume_continues_a_run(tmp_path, capsys):
+    run = _train(tmp_path, "fm", method="fm", data="moons", steps=10)
+    assert main(["train", "--resume", str(run), "--steps", "20", "--no-progress"]) == 0
+    assert "to step 20" in capsys.readouterr().out
+
+
+def test_digits_with_guidance_and_classifier_metrics(tmp_path, capsys):
+    run = _train(tmp_path, "fhtm_digits", method="fhtm", data="digits", T=1, patch=4, steps=4)
+    out = tmp_path / "d.npz"
+    argv = [
+        "sample",
+        "--run",
+        str(run),
+        "--n",
+        "12",
+        "--steps",
+        "1",
+        "--head-steps",
+        "1",
+        "--cfg",
+        "2",
+        "--class",
+        "3",
+    ]
+    assert main([*argv, "--out", str(out)]) == 0
+    f = np.load(out)
+    assert f["x"].shape == (12, 8, 8, 1) and (f["y"] == 3).all()
+    capsys.readouterr()
+    assert main(["eval", "--run", str(run), "--n", "100", "--head-steps", "1", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert {"cfid", "class_acc", "w2", "nn_ratio"} <= set(results)
+    assert main(["plot", "--run", str(run), "--head-steps", "1"]) == 0
+    assert (run / "plots" / "samples.png").exists() and (run / "plots" / "samples_cfg2.png").exists()
+
+
+def test_preset_loads_and_flags_override(tmp_path):
+    run = _train(tmp_path, "p", preset="dtm-2d", steps=5)
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["method"] == "dtm" and cfg["steps"] == 5 and cfg["kind"] == "tm"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--method", "ddpm"], "unknown method 'ddpm'"),
+        (["train", "--data", "cifar"], "unknown data 'cifar'"),
+        (["train", "--steps", "0"], "--steps must be >= 1"),
+        (["train", "--preset", "nope"], "no preset 'nope'"),
+        (["train", "--method", "fhtm", "--backbone", "mlp"], "MLP backbone"),
+        (["train", "--data", "missing.npz"], "no such .npz"),
+    ],
+)
+def test_bad_training_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
+    assert main([*argv, "--out", str(tmp_path / "x"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_bad_npz_shape_fails_cleanly(tmp_path, capsys):
+    p = tmp_path / "bad.npz"
+    np.savez(p, x=np.zeros(10))
+    assert main(["train", "--data", str(p), "--out", str(tmp_path / "r")]) == 2
+    assert "'x' must be numeric" in capsys.readouterr().err
+
+
+def test_sampling_errors(tmp_path, capsys):
+    run = _train(tmp_path, "artm", method="artm", data="8gaussians", T=2, steps=2)
+    cases = [
+        (["--steps", "0"], "must be >= 1"),
+        (["--steps", "3"], "trained with T=2"),
+        (["--method", "dtm"], "is a 'artm' run, not a 'dtm' run"),
+        (["--class", "1"], "has no classes"),
+    ]
+    for extra, message in cases:
+        assert main(["sample", "--run", str(run), "--out", str(tmp_path / "o.npz"), *extra]) == 2
+        assert message in capsys.readouterr().err
+    assert main(["train", "--resume", str(run), "--method", "fm"]) == 2
+    assert "cannot resume with method='fm'" in capsys.readouterr().err
+    assert main(["eval", "--run", str(tmp_path)]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+
+
+def test_demo_smoke(tmp_path, capsys):
+    argv = ["demo", "--out", str(tmp_path / "demo"), "--only", "fm-8gaussians", "dtm-digits"]
+    assert main([*argv, "--steps", "3", "--eval-n", "200", "--jobs", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "summary report" in out and (tmp_path / "demo" / "report.html").exists()
+    for name in ("fm-8gaussians", "dtm-digits"):
+        assert (tmp_path / "demo" / name / "report.html").exists()
+        assert (tmp_path / "demo" / name / "eval.json").exists()
+
+
+def test_checkpoint_that_does_not_fit_the_config(tmp_path, capsys):
+    run = _train(tmp_path, "w", method="dtm", data="moons", steps=2)
+    cfg = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**cfg, "width": 32}))
+    assert main(["sample", "--run", str(run), "--out", str(tmp_path / "o.npz")]) == 2
+    assert "does not fit the network" in capsys.readouterr().err
