@@ -13,6 +13,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "spiral.evaluation.exploitability",
         "Kuhn Poker exploitability of a policy (OpenSpiel)",
     ),
+    "games": ("spiral.evaluation.games", "win rates of a model against fixed opponents, both seats"),
+    "reasoning": ("spiral.evaluation.reasoning", "accuracy on an offline reasoning suite (resumable)"),
+    "compare": ("spiral.evaluation.compare", "paired per-item comparison of two reasoning evaluations"),
 }
 
 

@@ -1,0 +1,127 @@
+"""The language-model policy as an Agent: prompts from observations, batched sampling, response texts.
+
+`make_lm_agent(spec)` loads any model spec of spiral.model (smollm2-135m-instruct, tiny, a Hugging Face
+folder, a training checkpoint or a run folder, whose latest checkpoint is used) as an Agent for evaluation
+or as a fixed / frozen opponent.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from spiral.agents.base import Agent
+from spiral.model import PromptFormat, load_model, load_tokenizer, resolve_gen_dtype
+from spiral.rollout import Generator, Sampling
+
+DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+@dataclass
+class Response:
+    """One sampled response with what the learner needs."""
+
+    prompt_ids: list[int]
+    tokens: list[int]
+    logprobs: list[float]
+    text: str
+    truncated: bool
+
+
+def stop_ids(model, tokenizer) -> list[int]:
+    """Token ids that end a response: the tokenizer's EOS and the model's generation-config EOS ids."""
+    ids = {tokenizer.eos_token_id}
+    cfg_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids.update(cfg_eos if isinstance(cfg_eos, list) else [cfg_eos])
+    return sorted(i for i in ids if i is not None)
+
+
+class LMPolicy:
+    """Observations in, sampled responses out: prompt format + tokenizer + generator."""
+
+    def __init__(self, tokenizer, generator: Generator, prompt_format: PromptFormat) -> None:
+        self.tokenizer, self.generator, self.format = tokenizer, generator, prompt_format
+
+    def respond(self, observations: list[str], sampling: Sampling) -> list[Response]:
+        """Sample one response per observation in one batched generation."""
+        if not observations:
+            return []
+        prompts = self.format.encode(observations)
+        gen = self.generator.generate(prompts, sampling)
+        texts = self.tokenizer.batch_decode(gen.tokens, skip_special_tokens=True)
+        return [
+            Response(p, t, lp, text, tr)
+            for p, t, lp, text, tr in zip(
+                prompts, gen.tokens, gen.logprobs, texts, gen.truncated, strict=True
+            )
+        ]
+
+
+def build_policy(
+    model,
+    tokenizer,
+    gen_dtype: str = "fp32",
+    batch_size: int = 32,
+    seed: int = 0,
+    prompt_template: str = "auto",
+    share_prefix: bool = True,
+) -> LMPolicy:
+    """An LMPolicy generating from `model` (copied to `gen_dtype` unless fp32 and plain)."""
+    generator = Generator(model, stop_ids(model, tokenizer), tokenizer.pad_token_id, DTYPES[resolve_gen_dtype(gen_dtype)],
+                          batch_size, seed, share_prefix)  # fmt: skip
+    return LMPolicy(tokenizer, generator, PromptFormat(tokenizer, prompt_template))
+
+
+class LMAgent(Agent):
+    """An Agent that answers with a sampled response of a language-model policy."""
+
+    def __init__(self, policy: LMPolicy, sampling: Sampling, name: str = "lm") -> None:
+        self.policy, self.sampling, self.name = policy, sampling, name
+        self.last_responses: list[Response] = []
+
+    def act(self, observation: str, legal_actions: list[str], env=None) -> str:
+        """The response text for one observation."""
+        return self.act_batch([observation], [legal_actions])[0]
+
+    def act_batch(
+        self, observations: list[str], legal: list[list[str]], envs: list | None = None
+    ) -> list[str]:
+        """Response texts for several observations, sampled in one batch."""
+        self.last_responses = self.policy.respond(observations, self.sampling)
+        return [r.text for r in self.last_responses]
+
+
+def _run_config(spec: str) -> dict:
+    """The config.json of the run a checkpoint or run folder belongs to, if any."""
+    path = Path(spec)
+    for folder in (path, path.parent.parent):
+        if (folder / "config.json").is_file() and (folder / "checkpoints").is_dir():
+            try:
+                return json.loads((folder / "config.json").read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                return {}
+    return {}
+
+
+def make_lm_agent(
+    spec: str,
+    seed: int | None = None,
+    temperature: float = 0.7,
+    top_p: float = 0.95,
+    max_new_tokens: int | None = None,
+    dtype: str = "auto",
+    prompt_template: str | None = None,
+    batch_size: int = 32,
+    **_ignored,
+) -> LMAgent:
+    """Load model `spec` as an Agent; a run's own prompt template and length limit are the defaults."""
+    run = _run_config(spec)
+    template = prompt_template or run.get("model", {}).get("prompt_template", "auto")
+    max_new = max_new_tokens or run.get("rollout", {}).get("max_new_tokens", 256)
+    tokenizer = load_tokenizer(spec)
+    model = load_model(spec, tokenizer)
+    policy = build_policy(model, tokenizer, dtype, batch_size, seed or 0, template)
+    return LMAgent(policy, Sampling(temperature, top_p, max_new), name=f"lm:{Path(spec).name or spec}")

@@ -1,0 +1,124 @@
+"""`spiral train`: self-play RL (RAE + PPO) from a preset, with every setting overridable; `--resume RUN_DIR`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+# Busy-waiting OpenMP threads collapse when the cores are shared (a decode step went from 0.2 s to 5 s with two
+# threads on a loaded 2-core box); passive waiting avoids that. It must be set before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+FLAGS = {  # flag -> setting it overrides
+    "steps": "run.steps",
+    "seed": "run.seed",
+    "out": "run.out",
+    "model": "model.name",
+    "env": "rollout.env_ids",
+    "opponent": "rollout.opponent",
+    "parse_mode": "rollout.parse_mode",
+    "warmup_rounds": "warmup.rounds",
+    "threads": "run.threads",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `spiral train` (also used by `spiral warmup`)."""
+    parser.add_argument("--preset", default="kuhn-smollm2-cpu",
+                        help="built-in preset name or a .toml path (see --list-presets)")  # fmt: skip
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override any setting, e.g. --set learner.lr=1e-5 (repeatable)")  # fmt: skip
+    parser.add_argument("--steps", type=int, help="self-play steps (run.steps)")
+    parser.add_argument("--seed", type=int, help="seed (run.seed)")
+    parser.add_argument("--out", help="run folder (run.out)")
+    parser.add_argument(
+        "--model", help="smollm2-135m-instruct, tiny, tiny:CHARS or a model/run folder (model.name)"
+    )
+    parser.add_argument("--env", help="comma-separated game ids (rollout.env_ids)")
+    parser.add_argument("--opponent", help="self, or a fixed opponent spec such as random or optimal")
+    parser.add_argument(
+        "--parse-mode", choices=("strict", "lenient"), help="action parsing (rollout.parse_mode)"
+    )
+    parser.add_argument(
+        "--warmup-rounds", type=int, help="format warm-up rounds before self-play (warmup.rounds)"
+    )
+    parser.add_argument("--threads", type=int, help="torch CPU threads (run.threads)")
+    parser.add_argument("--lora", action="store_true", help="train LoRA adapters (model.lora=true)")
+    parser.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its newest checkpoint"
+    )
+    parser.add_argument("--print-config", action="store_true", help="print the resolved settings and exit")
+    parser.add_argument("--list-presets", action="store_true", help="list the built-in presets and exit")
+
+
+def overrides_from(args: argparse.Namespace) -> list[str]:
+    """The --set items plus the explicit flags, as section.key=value strings (flags win)."""
+    out = list(args.overrides)
+    for flag, key in FLAGS.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            out.append(f"{key}={value}" if not isinstance(value, str) else f"{key}={_quote(key, value)}")
+    if getattr(args, "lora", False):
+        out.append("model.lora=true")
+    return out
+
+
+def _quote(key: str, value: str) -> str:
+    """Pass text values through TOML safely (a list setting takes comma-separated text as it is)."""
+    return value if key == "rollout.env_ids" else '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def resolve(args: argparse.Namespace, extra: list[str] | None = None):
+    """(settings, run folder, resuming?) from the command line."""
+    from runkit.rundir import create_run_dir, open_run_dir
+    from spiral.config import Settings, load_settings, set_value, validate
+
+    if args.resume:
+        run = open_run_dir(args.resume, kind="spiral")
+        cfg = {k: v for k, v in run.read_config().items() if k != "kind"}
+        s = Settings.from_dict(cfg)
+        from spiral.config import parse_value
+
+        for item in [*overrides_from(args), *(extra or [])]:
+            key, _, raw = item.partition("=")
+            set_value(s, key.strip(), parse_value(raw.strip()))
+        s.run.out = str(run.path)
+        validate(s)
+        return s, run, True
+    s = load_settings(args.preset, [*overrides_from(args), *(extra or [])])
+    if args.print_config:
+        return s, None, False
+    from spiral.trainer import check_settings
+
+    check_settings(s)
+    return s, create_run_dir(s.run.out, s.to_dict(), kind="spiral"), False
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train; print where the run, its plots and its report are."""
+    import json
+
+    from spiral.config import preset_names
+
+    if args.list_presets:
+        print("\n".join(preset_names()))
+        return 0
+    settings, run_dir, resume = resolve(args)
+    if args.print_config:
+        print(json.dumps(settings.to_dict(), indent=2))
+        return 0
+    from spiral.trainer import Trainer
+
+    trainer = Trainer(settings, run_dir, resume=resume)
+    last = trainer.train()
+    print(f"run: {run_dir.path}  (steps {trainer.step}; checkpoints in {run_dir.checkpoints})")
+    if (run_dir.path / "phases.json").is_file():
+        from runkit.io import read_json
+        from spiral.trainer import format_phases
+
+        print("phases (evaluation penalty: an invalid move loses):")
+        print(format_phases(read_json(run_dir.path / "phases.json")))
+    for k in sorted(last):
+        if k.startswith("eval/") and k.endswith("win_rate") and "seat" not in k:
+            print(f"  {k} = {last[k]:.3f}")
+    return 0

@@ -1,0 +1,359 @@
+"""Typed settings for `spiral train` / `spiral warmup`: dataclasses with a help string per field, TOML presets
+(src/spiral/presets/NAME.toml, which may name a `base` preset to extend), and `section.key=value` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from runkit.errors import UserError
+
+
+def opt(default: Any, help: str) -> Any:
+    """A dataclass field with a default (copied when mutable) and a help string."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+ALL_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class ModelSettings:
+    """Which policy to load and how to hold it."""
+
+    name: str = opt("smollm2-135m-instruct", "smollm2-135m-instruct, tiny, tiny:CHARS, or a model/run folder")
+    lora: bool = opt(False, "train LoRA adapters instead of all weights")
+    lora_r: int = opt(16, "LoRA rank")
+    lora_alpha: float = opt(32.0, "LoRA alpha (scale = alpha / r)")
+    lora_dropout: float = opt(0.0, "LoRA dropout (keep 0 so that the PPO ratio starts at 1)")
+    lora_targets: list[str] = opt(ALL_LORA_TARGETS, "module names that get LoRA adapters")
+    dtype: str = opt("fp32", "learner compute: fp32, or bf16 (autocast; master weights stay fp32)")
+    gen_dtype: str = opt(
+        "auto",
+        "generation weights: bf16 (a copy synced after each update), fp32, or auto "
+        "(bf16 only where bf16 matmuls are fast: a GPU or a CPU with AMX / AVX512-BF16)",
+    )
+    prompt_template: str = opt("auto", "auto (chat template when the tokenizer has one), chat, or plain")
+    gradient_checkpointing: bool = opt(False, "recompute activations in the backward pass (less memory)")
+    share_prefix: bool = opt(
+        True, "compute prompt prefixes shared by several prompts once (generation and learner)"
+    )
+
+
+@dataclass
+class RolloutSettings:
+    """Vectorised self-play: which games, how many at once, how to sample."""
+
+    env_ids: list[str] = opt(["KuhnPoker-v2"], "games to train on (several: multi-game training)")
+    env_kwargs: dict[str, dict] = opt({}, "options per game id, e.g. {KuhnPoker-v2 = {rounds = 1}}")
+    num_envs: int = opt(32, "games played concurrently")
+    turns_per_step: int = opt(64, "policy turns kept per training step (sampled from finished games)")
+    temperature: float = opt(1.0, "sampling temperature")
+    top_p: float = opt(1.0, "nucleus sampling mass (log-probs stay those of the temperature distribution)")
+    max_new_tokens: int = opt(256, "response length limit in tokens")
+    gen_batch_size: int = opt(32, "most sequences in one generation batch (lower it when out of memory)")
+    parse_mode: str = opt(
+        "strict", "strict: the last \\boxed{} is the move; lenient: else the last legal move named"
+    )
+    invalid_penalty: list[float] = opt([-1.5, 0.5], "rewards (offender, opponent) when a move is invalid")
+    opponent: str = opt(
+        "self", "self (one policy plays both seats), an agent spec (random, optimal) or a folder"
+    )
+    format_bonus: float = opt(0.0, "advantage bonus for a well-formed \\boxed{legal move} (shaping; 0 = off)")
+
+
+@dataclass
+class AdvantageSettings:
+    """Role-conditioned advantage estimation."""
+
+    estimator: str = opt("rae", "rae (baseline per game and role) or none (raw returns: the ablation)")
+    decay: float = opt(0.95, "EMA decay of the RAE baselines")
+    order: str = opt("code", "code: advantage from the baseline before its update; paper: after it")
+
+
+@dataclass
+class LearnerSettings:
+    """PPO-clip with Dr. GRPO normalisation and AdamW."""
+
+    lr: float = opt(1e-6, "learning rate (constant after warm-up)")
+    warmup_steps: int = opt(0, "training steps of linear learning-rate warm-up")
+    ppo_epochs: int = opt(2, "optimizer steps over each batch")
+    clip: float = opt(0.2, "PPO clip range epsilon")
+    micro_batch_size: int = opt(
+        8, "samples per forward/backward (gradient accumulation; lower when out of memory)"
+    )
+    loss_norm: float = opt(4096.0, "constant that divides each sample's summed token losses")
+    kl_coef: float = opt(0.0, "weight of a KL penalty to the frozen initial policy (0 = no reference model)")
+    weight_decay: float = opt(0.0, "AdamW weight decay")
+    betas: list[float] = opt([0.9, 0.95], "AdamW betas")
+    eps: float = opt(1e-8, "AdamW epsilon")
+    grad_clip: float = opt(1.0, "gradient-norm clip")
+    update: bool = opt(True, "apply optimizer steps (false: a no-learning control run)")
+
+
+@dataclass
+class WarmupSettings:
+    """Format warm-up: rejection-sampled fine-tuning on the policy's own valid answers (no expert moves)."""
+
+    rounds: int = opt(0, "sample-then-fine-tune rounds before self-play (0 = no warm-up)")
+    samples: int = opt(256, "policy turns sampled per round (self-play games)")
+    accept: str = opt(
+        "strict",
+        "strict: keep boxed legal answers; lenient: also answers naming a legal move, "
+        "with \\boxed{move} appended",
+    )
+    max_per_action: int = opt(
+        0, "cap on kept answers per (game, legal move) in a round, against action bias (0 = none)"
+    )
+    epochs: int = opt(2, "passes over the kept answers per round")
+    lr: float = opt(1e-5, "fine-tuning learning rate")
+    micro_batch_size: int = opt(8, "answers per gradient step")
+    temperature: float = opt(1.0, "sampling temperature while collecting answers")
+    eval_samples: int = opt(64, "policy turns sampled to measure the valid rate before and after")
+
+
+@dataclass
+class EvalSettings:
+    """Evaluation against fixed opponents in both seats."""
+
+    every: int = opt(10, "evaluate every K training steps (0 = only before and after training)")
+    games: int = opt(16, "games per (game, opponent, seat)")
+    opponents: list[str] = opt(["random", "optimal"], "agent specs of the fixed opponents")
+    temperature: float = opt(0.7, "sampling temperature in evaluation")
+    top_p: float = opt(0.95, "nucleus sampling mass in evaluation")
+    parse_mode: str = opt("", "parse mode in evaluation (empty: the rollout's)")
+    at_start: bool = opt(True, "evaluate the starting policy before any training")
+
+
+@dataclass
+class RunSettings:
+    """Length, seed, output and checkpointing."""
+
+    steps: int = opt(100, "self-play training steps")
+    seed: int = opt(0, "seed of games, sampling, turn selection and model init")
+    out: str = opt("runs/spiral", "run folder")
+    save_every: int = opt(10, "checkpoint every K steps (and always at the end)")
+    keep_checkpoints: int = opt(3, "newest checkpoints kept (0 = all)")
+    plots: bool = opt(True, "draw the plots and report at the end")
+    threads: int = opt(0, "torch CPU threads (0 = torch's default)")
+
+
+SECTIONS = {
+    "model": ModelSettings,
+    "rollout": RolloutSettings,
+    "advantage": AdvantageSettings,
+    "learner": LearnerSettings,
+    "warmup": WarmupSettings,
+    "eval": EvalSettings,
+    "run": RunSettings,
+}
+
+
+@dataclass
+class Settings:
+    """Every setting of a training run."""
+
+    preset: str = ""
+    model: ModelSettings = field(default_factory=ModelSettings)
+    rollout: RolloutSettings = field(default_factory=RolloutSettings)
+    advantage: AdvantageSettings = field(default_factory=AdvantageSettings)
+    learner: LearnerSettings = field(default_factory=LearnerSettings)
+    warmup: WarmupSettings = field(default_factory=WarmupSettings)
+    eval: EvalSettings = field(default_factory=EvalSettings)
+    run: RunSettings = field(default_factory=RunSettings)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (for config.json and checkpoints)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Settings:
+        """Build from a nested dict, rejecting unknown keys."""
+        s = cls(preset=str(data.get("preset", "")))
+        for section, values in data.items():
+            if section in ("preset", "base", "kind", "description"):
+                continue
+            if section not in SECTIONS:
+                raise UserError(f"unknown settings section {section!r}; known: {', '.join(SECTIONS)}")
+            if not isinstance(values, dict):
+                raise UserError(f"settings section {section!r} must be a table")
+            for key, value in values.items():
+                set_value(s, f"{section}.{key}", value)
+        return s
+
+
+# ---- presets --------------------------------------------------------------------------------------------
+
+
+def preset_names() -> list[str]:
+    """Names of the built-in presets."""
+    files = resources.files("spiral.presets").iterdir()
+    return sorted(p.name[:-5] for p in files if p.name.endswith(".toml") and not p.name.startswith("_"))
+
+
+def _read_preset(name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A preset's table with its `base` chain merged in (a path to a .toml file also works)."""
+    if name in seen:
+        raise UserError(f"preset {name!r} extends itself ({' -> '.join([*seen, name])})")
+    if name.endswith(".toml") or "/" in name:
+        path = Path(name)
+        if not path.is_file():
+            raise UserError(f"preset file {name} does not exist")
+        text = path.read_text(encoding="utf-8")
+    else:
+        res = resources.files("spiral.presets") / f"{name}.toml"
+        if not res.is_file():
+            raise UserError(f"unknown preset {name!r}; known: {', '.join(preset_names())} (or a .toml path)")
+        text = res.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"preset {name!r} is not valid TOML: {e}") from None
+    base = data.pop("base", None)
+    merged = _merge(_read_preset(base, (*seen, name)), data) if base else data
+    return merged
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """b over a, recursively for tables."""
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_settings(preset: str | None, overrides: list[str] | None = None) -> Settings:
+    """Settings from a preset (or the defaults) with `section.key=value` overrides applied, validated."""
+    data = _read_preset(preset) if preset else {}
+    s = Settings.from_dict(data)
+    s.preset = preset or ""
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise UserError(f"--set {item!r}: write section.key=value, e.g. --set learner.lr=1e-5")
+        set_value(s, key.strip(), parse_value(raw.strip()))
+    validate(s)
+    return s
+
+
+def parse_value(raw: str) -> Any:
+    """A TOML value (1e-5, true, [1, 2], "x") or, failing that, the raw text."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def set_value(s: Settings, dotted: str, value: Any) -> None:
+    """Set `section.key` (or `section.dict_key.sub.key` inside a dict setting) with type coercion."""
+    parts = dotted.split(".")
+    if len(parts) < 2 or parts[0] not in SECTIONS:
+        raise UserError(
+            f"unknown setting {dotted!r}; settings look like section.key with sections {', '.join(SECTIONS)}"
+        )
+    section = getattr(s, parts[0])
+    names = {f.name: f for f in dataclasses.fields(section)}
+    if parts[1] not in names:
+        raise UserError(f"unknown setting {dotted!r}; {parts[0]} has: {', '.join(names)}")
+    f = names[parts[1]]
+    if len(parts) > 2:
+        if not f.type.startswith("dict"):
+            raise UserError(f"setting {parts[0]}.{parts[1]} is not a table; drop the part after it")
+        target = getattr(section, f.name)
+        for p in parts[2:-1]:
+            target = target.setdefault(p, {})
+        target[parts[-1]] = value
+        return
+    setattr(section, f.name, _coerce(dotted, f.type, value))
+
+
+def _coerce(key: str, type_name: str, value: Any) -> Any:
+    """Convert `value` to the declared type, or raise a one-line UserError."""
+    bad = UserError(f"setting {key} expects {type_name}, got {value!r}")
+    if type_name == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise bad
+    if type_name == "int":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise bad
+        return int(value)
+    if type_name == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if type_name == "str":
+        return str(value)
+    if type_name.startswith("list"):
+        items = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+        if not isinstance(items, list):
+            raise bad
+        inner = type_name[5:-1]
+        return [_coerce(key, inner, v if inner == "str" else parse_value(str(v))) for v in items]
+    if type_name.startswith("dict"):
+        if not isinstance(value, dict):
+            raise bad
+        return value
+    raise bad
+
+
+def _choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise UserError(f"{key} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def _positive(key: str, value: float, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise UserError(f"{key} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+def validate(s: Settings) -> None:
+    """Reject impossible settings with one line that names the setting."""
+    m, r, a, lr, w, e, run = s.model, s.rollout, s.advantage, s.learner, s.warmup, s.eval, s.run
+    _choice("model.dtype", m.dtype, ("fp32", "bf16"))
+    _choice("model.gen_dtype", m.gen_dtype, ("auto", "fp32", "bf16"))
+    _choice("model.prompt_template", m.prompt_template, ("auto", "chat", "plain"))
+    _choice("rollout.parse_mode", r.parse_mode, ("strict", "lenient"))
+    _choice("advantage.estimator", a.estimator, ("rae", "none"))
+    _choice("advantage.order", a.order, ("code", "paper"))
+    _choice("warmup.accept", w.accept, ("strict", "lenient"))
+    if e.parse_mode:
+        _choice("eval.parse_mode", e.parse_mode, ("strict", "lenient"))
+    if not r.env_ids:
+        raise UserError("rollout.env_ids is empty; name at least one game, e.g. --env KuhnPoker-v2")
+    for key, v in [("rollout.num_envs", r.num_envs), ("rollout.turns_per_step", r.turns_per_step),
+                   ("rollout.max_new_tokens", r.max_new_tokens), ("rollout.gen_batch_size", r.gen_batch_size),
+                   ("learner.ppo_epochs", lr.ppo_epochs), ("learner.micro_batch_size", lr.micro_batch_size),
+                   ("learner.loss_norm", lr.loss_norm), ("learner.clip", lr.clip), ("learner.lr", lr.lr),
+                   ("warmup.samples", w.samples), ("warmup.micro_batch_size", w.micro_batch_size),
+                   ("warmup.eval_samples", w.eval_samples), ("model.lora_r", m.lora_r),
+                   ("run.save_every", run.save_every)]:  # fmt: skip
+        _positive(key, v)
+    for key, v in [("run.steps", run.steps), ("warmup.rounds", w.rounds), ("eval.every", e.every),
+                   ("eval.games", e.games), ("learner.kl_coef", lr.kl_coef),
+                   ("learner.warmup_steps", lr.warmup_steps), ("run.keep_checkpoints", run.keep_checkpoints),
+                   ("warmup.max_per_action", w.max_per_action), ("run.threads", run.threads),
+                   ("learner.grad_clip", lr.grad_clip), ("learner.weight_decay", lr.weight_decay)]:  # fmt: skip
+        _positive(key, v, allow_zero=True)
+    if not 0 <= r.temperature <= 10 or not 0 <= e.temperature <= 10 or not 0 < w.temperature <= 10:
+        raise UserError("temperatures must lie in [0, 10] (warm-up: > 0)")
+    if r.temperature == 0:
+        raise UserError("rollout.temperature must be > 0: training needs sampled moves and their log-probs")
+    if not 0 < r.top_p <= 1 or not 0 < e.top_p <= 1:
+        raise UserError("top_p must lie in (0, 1]")
+    if not 0 <= a.decay < 1:
+        raise UserError(f"advantage.decay must lie in [0, 1), got {a.decay}")
+    if len(r.invalid_penalty) != 2:
+        raise UserError("rollout.invalid_penalty must be two numbers: [offender, opponent]")
+    if len(lr.betas) != 2 or not all(0 <= b < 1 for b in lr.betas):
+        raise UserError("learner.betas must be two numbers in [0, 1)")
+    if m.lora and m.gradient_checkpointing:
+        raise UserError("model.gradient_checkpointing is not supported together with model.lora")

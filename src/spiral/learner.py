@@ -1,0 +1,270 @@
+"""PPO-clip learner with Dr. GRPO normalisation: token losses summed per sample and divided by a constant.
+
+Per token t of a response with advantage A and ratio r_t = exp(logp_t - logp_old_t):
+  loss_t = -min(r_t * A, clip(r_t, 1 - eps, 1 + eps) * A)
+A sample's loss is sum_t loss_t / loss_norm (no length normalisation); the batch loss is the mean over
+samples. No critic, no advantage normalisation, and no KL term unless kl_coef > 0.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+
+import torch
+from torch import nn
+
+from runkit.errors import UserError
+from spiral.model import forward_shared_prefixes
+
+
+def ppo_clip_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip: float = 0.2,
+    loss_norm: float = 4096.0,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Per-sample PPO-clip losses (B,) from token log-probs (B, T), old log-probs (B, T), advantages (B,)."""
+    mask = mask.to(logp.dtype)
+    ratio = torch.exp(logp - old_logp)  # (B, T)
+    adv = advantages[:, None].to(logp.dtype)  # (B, 1)
+    unclipped = ratio * adv
+    clipped = torch.clamp(ratio, 1.0 - clip, 1.0 + clip) * adv
+    token_loss = -torch.minimum(unclipped, clipped)  # (B, T)
+    per_sample = (token_loss * mask).sum(-1) / loss_norm  # (B,)
+    n = mask.sum().clamp(min=1)
+    with torch.no_grad():
+        stats = {
+            "clip_frac": ((clipped < unclipped).to(mask.dtype) * mask).sum() / n,
+            "ratio_mean": (ratio * mask).sum() / n,
+            "ratio_max": (ratio * mask).max() if mask.any() else torch.tensor(1.0),
+            "approx_kl": (((ratio - 1) - torch.log(ratio)) * mask).sum() / n,  # k3 estimate of KL(old || new)
+        }
+    return per_sample, stats
+
+
+def kl_penalty(
+    logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor, loss_norm: float
+) -> torch.Tensor:
+    """Per-sample k3 estimate of KL(policy || reference), summed over tokens and divided by loss_norm."""
+    d = ref_logp - logp
+    return ((torch.exp(d) - d - 1) * mask.to(logp.dtype)).sum(-1) / loss_norm
+
+
+def collate(turns: list) -> dict[str, torch.Tensor]:
+    """Pad turns into one batch: prompts left-padded, responses right-padded, all responses start at column P."""
+    P = max(len(t.prompt_ids) for t in turns)
+    R = max(len(t.response_ids) for t in turns)
+    B = len(turns)
+    ids = torch.zeros((B, P + R), dtype=torch.long)
+    attn = torch.zeros((B, P + R), dtype=torch.long)
+    resp_mask = torch.zeros((B, R), dtype=torch.float32)
+    old = torch.zeros((B, R), dtype=torch.float32)
+    for b, t in enumerate(turns):
+        p, r = len(t.prompt_ids), len(t.response_ids)
+        ids[b, P - p : P] = torch.tensor(t.prompt_ids)
+        ids[b, P : P + r] = torch.tensor(t.response_ids, dtype=torch.long)
+        attn[b, P - p : P + r] = 1
+        resp_mask[b, :r] = 1
+        old[b, :r] = torch.tensor(t.old_logprobs, dtype=torch.float32)
+    return {
+        "input_ids": ids,
+        "attention_mask": attn,
+        "position_ids": (attn.cumsum(-1) - 1).clamp(min=0),  # (B, P+R) positions as if unpadded
+        "response_ids": ids[:, P:],
+        "response_mask": resp_mask,
+        "old_logprobs": old,
+        "advantages": torch.tensor([t.advantage for t in turns], dtype=torch.float32),
+        "prompts": [list(t.prompt_ids) for t in turns],
+        "responses": [list(t.response_ids) for t in turns],
+    }
+
+
+def response_logprobs(
+    model: nn.Module, batch: dict, temperature: float = 1.0, share_prefix: bool = False
+) -> torch.Tensor:
+    """Log-probs (B, R) of the response tokens under softmax(logits / temperature).
+
+    With `share_prefix`, prompt prefixes shared by several samples are computed once (same values, less work).
+    """
+    R = batch["response_ids"].shape[1]
+    if share_prefix:
+        out = forward_shared_prefixes(model, batch["prompts"], batch["responses"], logits_to_keep=R + 1)[0]
+    else:
+        out = model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+            position_ids=batch["position_ids"], use_cache=False, logits_to_keep=R + 1,
+        )  # fmt: skip
+    logits = out.logits[:, :-1, :].float()  # (B, R, V): position P-1+j predicts response token j
+    if temperature > 0:
+        logits = logits / temperature
+    return torch.log_softmax(logits, dim=-1).gather(-1, batch["response_ids"][..., None]).squeeze(-1)
+
+
+def _is_oom(e: BaseException) -> bool:
+    msg = str(e).lower()
+    return (
+        isinstance(e, (MemoryError, torch.OutOfMemoryError))
+        or "out of memory" in msg
+        or "can't allocate" in msg
+    )
+
+
+class Learner:
+    """AdamW (no weight decay by default), grad-norm clipping, constant LR with optional linear warm-up."""
+
+    def __init__(
+        self, model: nn.Module, settings, temperature: float = 1.0, dtype: str = "fp32", ref_model=None,
+        share_prefix: bool = False,
+    ):  # fmt: skip
+        self.model, self.s, self.temperature, self.ref_model = model, settings, temperature, ref_model
+        self.share_prefix = share_prefix
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            self.params, lr=settings.lr, betas=tuple(settings.betas), eps=settings.eps,
+            weight_decay=settings.weight_decay,
+        )  # fmt: skip
+        self.autocast = torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bf16" else nullcontext()
+        self.skipped_total = 0
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of training step `step` (0-based)."""
+        if self.s.warmup_steps > 0:
+            return self.s.lr * min(1.0, (step + 1) / self.s.warmup_steps)
+        return self.s.lr
+
+    def update(self, turns: list, step: int) -> dict[str, float]:
+        """`ppo_epochs` optimizer steps over `turns` (micro-batched); returns train/ metrics."""
+        if not turns:
+            return {"train/samples": 0.0, "train/skipped_updates": 0.0}
+        try:
+            return self._update(turns, step)
+        except (RuntimeError, MemoryError) as e:
+            if not _is_oom(e):
+                raise
+            raise UserError(
+                f"out of memory in the learner; lower learner.micro_batch_size (now {self.s.micro_batch_size}) "
+                "or rollout.max_new_tokens"
+            ) from None
+
+    def _update(self, turns: list, step: int) -> dict[str, float]:
+        lr = self.lr_at(step)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        # similar prompts together: less padding, and shared prefixes when share_prefix is on
+        key = (
+            (lambda t: t.prompt_ids)
+            if self.share_prefix
+            else (lambda t: len(t.prompt_ids) + len(t.response_ids))
+        )
+        order = sorted(turns, key=key)
+        micro = [
+            collate(order[i : i + self.s.micro_batch_size])
+            for i in range(0, len(order), self.s.micro_batch_size)
+        ]
+        ref = self._ref_logprobs(micro) if self.s.kl_coef > 0 and self.ref_model is not None else None
+        n = len(turns)
+        sums: dict[str, float] = {}
+        skipped = 0
+        self.model.train()
+        for _epoch in range(self.s.ppo_epochs):
+            self.optimizer.zero_grad(set_to_none=True)
+            epoch_loss, finite = 0.0, True
+            for i, mb in enumerate(micro):
+                grad = self.s.update
+                with torch.enable_grad() if grad else torch.no_grad(), self.autocast:
+                    logp = response_logprobs(self.model, mb, self.temperature, self.share_prefix)
+                    per_sample, stats = ppo_clip_loss(
+                        logp,
+                        mb["old_logprobs"],
+                        mb["advantages"],
+                        mb["response_mask"],
+                        self.s.clip,
+                        self.s.loss_norm,
+                    )
+                    pg = per_sample.sum() / n
+                    kl = (
+                        kl_penalty(logp, ref[i], mb["response_mask"], self.s.loss_norm).sum() / n
+                        if ref
+                        else None
+                    )
+                    loss = pg + self.s.kl_coef * kl if kl is not None else pg
+                if not torch.isfinite(loss):
+                    finite = False
+                    break
+                if grad:
+                    loss.backward()
+                w = mb["response_mask"].sum().item()
+                epoch_loss += loss.item()
+                _add(sums, "pg_loss", pg.item())
+                if kl is not None:
+                    _add(sums, "kl", kl.item())
+                for k, v in stats.items():
+                    if k == "ratio_max":
+                        _max(sums, k, v.item())
+                    else:
+                        _add(sums, k, v.item() * w)
+                _add(sums, "tokens", w)
+            grad_norm = self._grad_norm() if finite and self.s.update else 0.0
+            if not finite or not math.isfinite(grad_norm):
+                self.optimizer.zero_grad(set_to_none=True)
+                skipped += 1
+                continue
+            if self.s.update:
+                self.optimizer.step()
+            _add(sums, "loss", epoch_loss)
+            _add(sums, "grad_norm", grad_norm)
+            _add(sums, "epochs_done", 1)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.skipped_total += skipped
+        return self._metrics(sums, n, lr, skipped)
+
+    def _grad_norm(self) -> float:
+        clip = self.s.grad_clip if self.s.grad_clip > 0 else float("inf")
+        return float(torch.nn.utils.clip_grad_norm_(self.params, clip))
+
+    @torch.no_grad()
+    def _ref_logprobs(self, micro: list[dict]) -> list[torch.Tensor]:
+        return [response_logprobs(self.ref_model, mb, self.temperature, self.share_prefix) for mb in micro]
+
+    def _metrics(self, sums: dict[str, float], n: int, lr: float, skipped: int) -> dict[str, float]:
+        epochs = max(sums.get("epochs_done", 0), 1)
+        tokens = max(sums.get("tokens", 0), 1)
+        out = {
+            "train/samples": float(n),
+            "train/lr": lr,
+            "train/skipped_updates": float(skipped),
+            "train/skipped_total": float(self.skipped_total),
+            "train/tokens": sums.get("tokens", 0) / max(self.s.ppo_epochs, 1),
+        }
+        if sums.get("epochs_done"):
+            out["train/loss"] = sums["loss"] / epochs
+            out["train/pg_loss"] = sums["pg_loss"] / self.s.ppo_epochs
+            out["train/grad_norm"] = sums["grad_norm"] / epochs
+        for k in ("clip_frac", "ratio_mean", "approx_kl"):
+            if k in sums:
+                out[f"train/{k}"] = sums[k] / tokens
+        if "ratio_max" in sums:
+            out["train/ratio_max"] = sums["ratio_max"]
+        if "kl" in sums:
+            out["train/kl"] = sums["kl"] / self.s.ppo_epochs
+        return out
+
+    def state_dict(self) -> dict:
+        """Optimizer state for a checkpoint."""
+        return {"optimizer": self.optimizer.state_dict(), "skipped_total": self.skipped_total}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore the optimizer state of a checkpoint."""
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.skipped_total = int(state.get("skipped_total", 0))
+
+
+def _add(d: dict[str, float], k: str, v: float) -> None:
+    d[k] = d.get(k, 0.0) + v
+
+
+def _max(d: dict[str, float], k: str, v: float) -> None:
+    d[k] = max(d.get(k, -math.inf), v)

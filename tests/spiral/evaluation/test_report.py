@@ -1,0 +1,185 @@
+"""The run report: one HTML page that parses, with real PNGs inlined, tables and transcripts."""
+
+import base64
+import io
+import json
+from html.parser import HTMLParser
+
+import pytest
+
+from runkit.errors import UserError
+from spiral.report import build_report
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+class Collector(HTMLParser):
+    """Collects <img> sources, headings and the tag balance."""
+
+    def __init__(self):
+        super().__init__()
+        self.images, self.headings, self.stack, self.errors = [], [], [], []
+        self._in_heading = False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.images.append(dict(attrs)["src"])
+            return
+        if tag in ("meta", "br"):
+            return
+        self.stack.append(tag)
+        self._in_heading = tag in ("h1", "h2", "h3")
+
+    def handle_startendtag(self, tag, attrs):  # <img .../>
+        self.handle_starttag(tag, attrs)
+        if tag not in ("img", "meta", "br"):
+            self.handle_endtag(tag)
+
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"unbalanced </{tag}>")
+        else:
+            self.stack.pop()
+        self._in_heading = False
+
+    def handle_data(self, data):
+        if self._in_heading:
+            self.headings.append(data)
+
+
+def parse(path):
+    c = Collector()
+    c.feed(path.read_text(encoding="utf-8"))
+    c.close()
+    assert not c.errors and not c.stack, (c.errors, c.stack)
+    return c
+
+
+def decode_png(src):
+    prefix = "data:image/png;base64,"
+    assert src.startswith(prefix)
+    data = base64.b64decode(src[len(prefix) :], validate=True)
+    assert data.startswith(PNG_SIGNATURE)
+    return data
+
+
+def make_run(root):
+    run = root / "run"
+    run.mkdir()
+    (run / "config.json").write_text(
+        json.dumps({"kind": "spiral", "model": {"name": "tiny"}, "run": {"steps": 6}})
+    )
+    rows = []
+    for step in range(6):
+        row = {"step": step, "time": 100.0 + step, "rollout/invalid_rate": 1 / (step + 1), "train/loss": 0.1 * step,
+               "rollout/response_chars": 300 - step, "train/note": "text is skipped", "train/nan": "nan"}  # fmt: skip
+        if step % 2 == 0:
+            row["eval/KuhnPoker-v1/random/win_rate"] = 0.4 + 0.05 * step
+            row["eval/KuhnPoker-v1/random/invalid_rate"] = 0.1
+        rows.append(json.dumps(row))
+    (run / "metrics.jsonl").write_text("\n".join(rows) + "\n{torn")
+    games = run / "eval" / "games"
+    games.mkdir(parents=True)
+    block = {"games": 4, "win_rate": 0.5, "win_ci": [0.15, 0.85], "draw_rate": 0.0, "loss_rate": 0.5,
+             "invalid_rate": 0.25, "mean_turns": 3.0, "mean_response_chars": 120.0}  # fmt: skip
+    (games / "summary.json").write_text(json.dumps({"kind": "games", "results": {
+        "KuhnPoker-v1 vs random": {"all": block, "seat0": {**block, "games": 2}, "seat1": {**block, "games": 2}}}}))  # fmt: skip
+    turns = [{"player": 0, "agent": "model", "observation": "You are Player 0 <b>", "response": "\\boxed{bet}"},
+             {"player": 1, "agent": "random", "observation": "x" * 5000, "response": "[fold]"}]  # fmt: skip
+    records = [{"env_id": "KuhnPoker-v1", "opponent": "random", "seat": 0, "outcome": o, "reason": f"r-{o}",
+                "transcript": turns} for o in ("win", "loss", "win", "loss", "win")]  # fmt: skip
+    (games / "transcripts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    reasoning = run / "eval" / "reasoning" / "champ"
+    reasoning.mkdir(parents=True)
+    task = {"items": 3, "samples": 12, "accuracy": 0.25, "ci": [0.0, 0.5], "wilson": [0.1, 0.5], "boxed_rate": 0.5,
+            "mean_response_chars": 800.0, "mean_response_tokens": 200.0, "seconds_per_item": 30.0}  # fmt: skip
+    (reasoning / "summary.json").write_text(json.dumps({"suite": "champ", "samples_per_item": 4, "tasks": {
+        "Combinatorics": task}, "overall": task, "config": {"model": "tiny", "temperature": 0.6, "top_p": 0.95}}))  # fmt: skip
+    return run
+
+
+def test_report_parses_and_holds_real_pngs_drawn_from_metrics(tmp_path):
+    run = make_run(tmp_path)
+    path = build_report(run)
+    assert path == run / "report.html"
+    c = parse(path)
+    assert len(c.images) >= 3  # rollout, train, eval/KuhnPoker-v1 curves drawn here
+    for src in c.images:
+        import matplotlib.image as mpimg
+
+        img = mpimg.imread(io.BytesIO(decode_png(src)), format="png")
+        assert img.shape[0] > 100 and img.shape[1] > 100
+    text = path.read_text(encoding="utf-8")
+    for heading in ("Training curves", "Evaluation during training", "Game evaluation", "Game transcripts",
+                    "Reasoning transfer"):  # fmt: skip
+        assert any(h.startswith(heading) for h in c.headings), heading
+    assert "eval/KuhnPoker-v1/random" in c.headings and "[0.150, 0.850]" in text
+    assert text.count("WIN</h3>") == 2 and text.count("LOSS</h3>") == 2  # two wins and two losses shown
+    assert "You are Player 0 &lt;b&gt;" in text and "characters cut" in text  # escaped, long turns cut
+    assert "Combinatorics" in text and "0.25" in text
+
+
+def test_report_embeds_existing_plots(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run = make_run(tmp_path)
+    (run / "plots").mkdir()
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    fig.savefig(run / "plots" / "win_rate.png")
+    plt.close(fig)
+    c = parse(build_report(run, tmp_path / "r.html"))
+    assert [decode_png(s) for s in c.images] == [(run / "plots" / "win_rate.png").read_bytes()]
+
+
+def test_empty_run_still_reports_and_bad_folders_are_user_errors(tmp_path):
+    run = tmp_path / "fresh"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    c = parse(build_report(run))
+    assert c.images == []
+    with pytest.raises(UserError, match="not a run folder"):
+        build_report(tmp_path / "fresh" / "..")
+    with pytest.raises(UserError, match="not a folder"):
+        build_report(tmp_path / "missing")
+
+
+def test_report_command(tmp_path, capsys):
+    from spiral.cli import main
+
+    run = make_run(tmp_path)
+    assert main(["report", str(run), "--out", str(tmp_path / "out.html")]) == 0
+    assert "out.html" in capsys.readouterr().out
+    assert main(["report", str(tmp_path / "missing")]) == 2
+
+
+def test_training_transcripts_newest_first(tmp_path):
+    from spiral.report import transcript_records
+
+    run = tmp_path / "run"
+    (run / "transcripts").mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+
+    def game(outcome, text):
+        turn = {"player": 0, "agent": "policy", "observation": "obs", "response": text}
+        return json.dumps({"env_id": "KuhnPoker-v2", "outcome": outcome, "turns": [turn]}) + "\n"
+
+    (run / "transcripts" / "eval_step_000000.jsonl").write_text(
+        game("win", "old win") + game("loss", "old loss")
+    )
+    (run / "transcripts" / "eval_step_000010.jsonl").write_text(game("win", "new win"))
+    (run / "transcripts" / "selfplay.jsonl").write_text(game("draw", "step 1") + game("draw", "step 2"))
+    records = transcript_records(run)
+    assert [r["turns"][0]["response"] for r in records] == [
+        "new win",
+        "old win",
+        "old loss",
+        "step 2",
+        "step 1",
+    ]
+    assert records[0]["source"] == "transcripts/eval_step_000010.jsonl"
+    text = build_report(run, transcripts=1).read_text(encoding="utf-8")
+    assert "new win" in text and "old loss" in text and "old win" not in text

@@ -1,0 +1,75 @@
+"""RAE against hand-computed numbers; the raw-return ablation; zero-advantage dropping."""
+
+from __future__ import annotations
+
+import pytest
+
+from spiral.advantage import AdvantageEstimator, drop_zero, rae_update
+from spiral.rollout import GameRecord, Turn
+
+
+def _turn(role: int, game_id: int = 0, strict_ok: bool = False) -> Turn:
+    return Turn(game_id, "G", role, [1], [2], [0.0], "x", ["[a]"], strict_ok=strict_ok)
+
+
+def test_rae_update_code_order_subtracts_the_old_baseline():
+    adv, b = rae_update(0.0, 1.0, 0.95, "code")
+    assert adv == pytest.approx(1.0) and b == pytest.approx(0.05)
+    adv, b = rae_update(b, -1.0, 0.95, "code")
+    assert adv == pytest.approx(-1.05)
+    assert b == pytest.approx(0.95 * 0.05 - 0.05)  # -0.0025
+
+
+def test_rae_update_paper_order_updates_first():
+    adv, b = rae_update(0.0, 1.0, 0.95, "paper")
+    assert b == pytest.approx(0.05) and adv == pytest.approx(0.95)
+    adv, b = rae_update(0.5, -1.5, 0.9, "paper")
+    assert b == pytest.approx(0.9 * 0.5 + 0.1 * -1.5)  # 0.3
+    assert adv == pytest.approx(-1.8)
+
+
+def test_rae_update_rejects_unknown_order():
+    with pytest.raises(ValueError):
+        rae_update(0.0, 1.0, 0.95, "other")
+
+
+def test_baselines_are_kept_per_game_and_role():
+    est = AdvantageEstimator("rae", 0.5, "code")
+    assert est.advantage("Kuhn", 0, 1.0) == 1.0  # b[Kuhn,0]: 0 -> 0.5
+    assert est.advantage("Kuhn", 1, -1.0) == -1.0  # its own baseline, still 0 before
+    assert est.advantage("TTT", 0, 1.0) == 1.0  # another game: its own baseline
+    assert est.advantage("Kuhn", 0, 1.0) == pytest.approx(0.5)  # 1 - 0.5
+    assert est.baselines == pytest.approx({"Kuhn/0": 0.75, "Kuhn/1": -0.5, "TTT/0": 0.5})
+
+
+def test_none_estimator_returns_raw_returns_and_keeps_no_baseline():
+    est = AdvantageEstimator("none")
+    assert est.advantage("G", 0, -1.5) == -1.5
+    assert est.advantage("G", 0, -1.5) == -1.5
+    assert est.baselines == {}
+
+
+def test_assign_gives_every_turn_of_a_role_its_games_advantage_once_per_game():
+    est = AdvantageEstimator("rae", 0.95, "code")
+    t0, t1, t2 = _turn(0), _turn(1), _turn(0)
+    game = GameRecord(0, "G", {0: 1.0, 1: -1.0}, [0, 1], {}, [t0, t1, t2])
+    est.assign([game])
+    assert t0.advantage == t2.advantage == 1.0  # one baseline update per game, not per turn
+    assert t1.advantage == -1.0
+    assert est.baselines == pytest.approx({"G/0": 0.05, "G/1": -0.05})
+
+
+def test_state_dict_round_trip():
+    est = AdvantageEstimator("rae")
+    est.advantage("G", 1, 1.0)
+    other = AdvantageEstimator("rae")
+    other.load_state_dict(est.state_dict())
+    assert other.baselines == est.baselines
+
+
+def test_drop_zero_drops_exact_zeros_after_the_format_bonus():
+    a, b, c = _turn(0), _turn(0, strict_ok=True), _turn(1)
+    a.advantage, b.advantage, c.advantage = 0.0, 0.0, -0.5
+    assert drop_zero([a, b, c]) == [c]
+    kept = drop_zero([a, b, c], format_bonus=0.1)
+    assert kept == [b, c] and b.advantage == pytest.approx(0.1)
