@@ -30,9 +30,13 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.deps-*
 	@touch $@
 
+DEMO_DIR := runs/demo-$(shell date +%Y%m%d-%H%M%S)
+
 demo: $(STAMP)
 	@mkdir -p $(MPLCONFIGDIR)
-	$(PY) -m runkit.demo --out runs/demo
+	$(VENV)/bin/tm demo --out $(DEMO_DIR)/tm
+	$(VENV)/bin/spiral train --preset demo-kuhn-smollm2 --out $(DEMO_DIR)/spiral
+	@echo "reports: $(DEMO_DIR)/tm/report.html $(DEMO_DIR)/spiral/report.html"
 
 test: $(STAMP)
 	@mkdir -p $(MPLCONFIGDIR)
