@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import random
 import sys
-import warnings
 import time
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -305,7 +305,9 @@ def phase_summary(run_dir: Path) -> list[dict[str, Any]]:
     """One row per phase (base, after warm-up, after self-play): invalid and win rates per game and opponent."""
     from runkit.metrics import read_metrics
 
-    warm = {k: v for r in read_metrics(run_dir / "metrics.jsonl") for k, v in r.items() if k.startswith("warmup/")}
+    warm = {
+        k: v for r in read_metrics(run_dir / "metrics.jsonl") for k, v in r.items() if k.startswith("warmup/")
+    }
     rows = []
     for phase, folder in PHASES.items():
         path = run_dir / "eval" / folder / "summary.json"
@@ -327,10 +329,17 @@ def phase_summary(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def format_phases(rows: list[dict[str, Any]]) -> str:
-    """The phase table as plain text."""
+    """The phase table as plain text: phase, valid rates, then win / invalid rate per opponent."""
     lines = []
     for row in rows:
-        cells = [f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items() if v is not None]
+        cells = [f"{row['phase']:<15}"]
+        for k in ("valid_rate_strict", "valid_rate_lenient"):
+            if row.get(k) is not None:
+                cells.append(f"{k.replace('_rate', '')} {row[k]:.2f}")
+        for k, v in row.items():
+            if k.endswith(" win"):
+                game = k[: -len(" win")]
+                cells.append(f"{game}: win {v:.2f}, invalid {row.get(game + ' invalid', float('nan')):.2f}")
         lines.append("  " + "  ".join(cells))
     return "\n".join(lines)
 

@@ -132,25 +132,29 @@ def run_warmup(model, policy, collector: RolloutCollector, settings, log=print) 
         if policy.tokenizer.eos_token_id is None
         else policy.tokenizer.eos_token_id
     )
-    kept_total = 0
+    kept_total, share = 0, settings.model.share_prefix and not settings.model.gradient_checkpointing
+    train_parse = collector.parse_mode
     try:
+        # lenient games go on past a move that lacks a box, so later decisions get sampled too
         collector.sampling = Sampling(w.temperature, 1.0, train_sampling.max_new_tokens)
+        collector.parse_mode = "lenient"
         for r in range(w.rounds):
+            t1 = time.perf_counter()
             turns = collector.collect(w.samples).turns
             examples = build_examples(turns, policy.tokenizer, w.accept, w.max_per_action, stop_id)
             kept_total += len(examples)
-            share = settings.model.share_prefix and not settings.model.gradient_checkpointing
+            t2 = time.perf_counter()
+            seed = settings.run.seed + r
             stats = (
-                finetune(model, examples, w.lr, w.epochs, w.micro_batch_size, settings.run.seed + r, share)
-                if examples
-                else {}
+                finetune(model, examples, w.lr, w.epochs, w.micro_batch_size, seed, share) if examples else {}
             )
             policy.generator.load_weights(model)
             moves = Counter(normalize_action(extract_boxed(e.response_text) or "") for e in examples)
             log(f"warm-up round {r + 1}/{w.rounds}: kept {len(examples)}/{len(turns)} answers {dict(moves)}; "
-                f"sft loss {stats.get('sft_loss', float('nan')):.3f}")  # fmt: skip
+                f"sft loss {stats.get('sft_loss', float('nan')):.3f}; sampling {t2 - t1:.0f} s, "
+                f"fine-tuning {time.perf_counter() - t2:.0f} s")  # fmt: skip
     finally:
-        collector.sampling = train_sampling
+        collector.sampling, collector.parse_mode = train_sampling, train_parse
     after = valid_rates(collector.collect(w.eval_samples).turns)
     log(
         f"warm-up: valid rate after: strict {after['valid_rate_strict']:.3f}, lenient {after['valid_rate_lenient']:.3f}"

@@ -49,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--print-config", action="store_true", help="print the resolved settings and exit")
     parser.add_argument("--list-presets", action="store_true", help="list the built-in presets and exit")
+    parser.add_argument(
+        "--help-settings", action="store_true", help="list every setting (section.key), its default and help"
+    )
 
 
 def overrides_from(args: argparse.Namespace) -> list[str]:
@@ -94,6 +97,20 @@ def resolve(args: argparse.Namespace, extra: list[str] | None = None):
     return s, create_run_dir(s.run.out, s.to_dict(), kind="spiral"), False
 
 
+def settings_help() -> str:
+    """Every setting as `section.key = default  help`."""
+    import dataclasses
+
+    from spiral.config import SECTIONS
+
+    lines = []
+    for name, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            lines.append(f"{name}.{f.name} = {default!r}\n    {f.metadata.get('help', '')}")
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
     """Train; print where the run, its plots and its report are."""
     import json
@@ -102,6 +119,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.list_presets:
         print("\n".join(preset_names()))
+        return 0
+    if args.help_settings:
+        print(settings_help())
         return 0
     settings, run_dir, resume = resolve(args)
     if args.print_config:

@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     """Warm up, evaluate, save the checkpoint and print the valid rates before and after."""
     from runkit.errors import UserError
 
-    if args.list_presets:
+    if args.list_presets or args.help_settings:
         return train_cmd.run(args)
     if args.resume:
         raise UserError("spiral warmup cannot resume; run it again or use spiral train --resume")

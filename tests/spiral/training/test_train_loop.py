@@ -66,6 +66,8 @@ def test_cli_bad_input_exits_non_zero_with_one_line(args, message, tmp_path, cap
 def test_print_config_shows_resolved_settings(capsys):
     assert main(["train", *TINY, "--steps", "7", "--print-config"]) == 0
     assert json.loads(capsys.readouterr().out)["run"]["steps"] == 7
+    assert main(["train", "--help-settings"]) == 0
+    assert "learner.loss_norm = 4096.0" in capsys.readouterr().out
 
 
 def _strip(rows):
