@@ -55,3 +55,16 @@ def test_rng_state_roundtrip_through_json():
     _draw()
     set_rng_state(state)
     assert _draw() == a
+
+
+def test_atomic_write_gives_usual_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        import importlib
+
+        importlib.reload(rio)
+        path = rio.atomic_write_text(tmp_path / "report.html", "x")
+    finally:
+        os.umask(old)
+        importlib.reload(rio)
+    assert path.stat().st_mode & 0o777 == 0o644
