@@ -11,14 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from runkit.errors import UserError
-
-
-def opt(default: Any, help: str) -> Any:
-    """A dataclass field with a default (copied when mutable) and a help string."""
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
-
+from runkit.settings import opt
 
 ALL_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 

@@ -5,56 +5,53 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from runkit.errors import UserError
+from runkit.settings import opt
 
 PRESET_DIR = Path(__file__).resolve().parents[2] / "configs" / "tm"
-
-
-def _f(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass
 class TrainConfig:
     """Everything `tm train` needs; 0 or "auto" means: pick from the data and the method."""
 
-    method: str = _f("dtm", "fm, dtm, artm or fhtm")
-    data: str = _f(
+    method: str = opt("dtm", "fm, dtm, artm or fhtm")
+    data: str = opt(
         "8gaussians", "8gaussians, checkerboard, moons, spirals, digits, mnist or a path to a .npz"
     )
-    steps: int = _f(2000, "optimizer steps")
-    batch_size: int = _f(256, "global batch size (split over processes and --accum micro-batches)")
-    lr: float = _f(1e-3, "AdamW learning rate (constant after warm-up)")
-    warmup: int = _f(100, "linear learning-rate warm-up steps")
-    weight_decay: float = _f(0.0, "AdamW weight decay")
-    ema: float = _f(0.999, "EMA decay of the weights used for sampling")
-    grad_clip: float = _f(1.0, "clip the gradient norm to this value (0 = off)")
-    seed: int = _f(0, "seed of initialisation, batches and noise")
-    T: int = _f(16, "TM steps: trained T of ARTM/FHTM; DTM's grid with --dtm-time discrete")
-    schedule: str = _f("uniform", "ARTM/FHTM t/T schedule: uniform or a list such as 0,0.5,0.75,1 (sets T)")
-    dtm_time: str = _f("continuous", "DTM training time: continuous (any T at sampling) or discrete (k/T)")
-    head_draws: int = _f(1, "(s, Y_0) draws per backbone pass in the head loss")
-    p_uncond: float = _f(0.15, "label drop probability for classifier-free guidance (labelled data)")
-    backbone: str = _f("auto", "auto, mlp (one-token data) or transformer")
-    width: int = _f(0, "backbone width (0 = auto)")
-    depth: int = _f(0, "backbone blocks (0 = auto)")
-    heads: int = _f(4, "attention heads")
-    head_width: int = _f(0, "flow head width (0 = auto)")
-    head_depth: int = _f(3, "flow head residual blocks")
-    patch: int = _f(0, "patch size for images (0 = auto: digits 2, mnist 4)")
-    n_points: int = _f(50_000, "training points drawn for 2D toys")
-    scaling: str = _f("standard", "scaling of a user .npz: none, standard or minmax")
-    accum: int = _f(1, "micro-batches per step (gradient accumulation)")
-    ckpt_every: int = _f(500, "checkpoint every N steps (and at the end)")
-    keep_ckpts: int = _f(2, "checkpoints to keep")
-    log_every: int = _f(25, "log metrics every N steps")
-    sample_steps: int = _f(0, "default sampling steps for eval/plot (0 = method default)")
-    sample_head_steps: int = _f(4, "default head ODE steps for eval/plot")
-    threads: int = _f(1, "torch CPU threads per process (more only helps on an idle machine)")
+    steps: int = opt(2000, "optimizer steps")
+    batch_size: int = opt(256, "global batch size (split over processes and --accum micro-batches)")
+    lr: float = opt(1e-3, "AdamW learning rate (constant after warm-up)")
+    warmup: int = opt(100, "linear learning-rate warm-up steps")
+    weight_decay: float = opt(0.0, "AdamW weight decay")
+    ema: float = opt(0.999, "EMA decay of the weights used for sampling")
+    grad_clip: float = opt(1.0, "clip the gradient norm to this value (0 = off)")
+    seed: int = opt(0, "seed of initialisation, batches and noise")
+    T: int = opt(16, "TM steps: trained T of ARTM/FHTM; DTM's grid with --dtm-time discrete")
+    schedule: str = opt("uniform", "ARTM/FHTM t/T schedule: uniform or a list such as 0,0.5,0.75,1 (sets T)")
+    dtm_time: str = opt("continuous", "DTM training time: continuous (any T at sampling) or discrete (k/T)")
+    head_draws: int = opt(1, "(s, Y_0) draws per backbone pass in the head loss")
+    p_uncond: float = opt(0.15, "label drop probability for classifier-free guidance (labelled data)")
+    backbone: str = opt("auto", "auto, mlp (one-token data) or transformer")
+    width: int = opt(0, "backbone width (0 = auto)")
+    depth: int = opt(0, "backbone blocks (0 = auto)")
+    heads: int = opt(4, "attention heads")
+    head_width: int = opt(0, "flow head width (0 = auto)")
+    head_depth: int = opt(3, "flow head residual blocks")
+    patch: int = opt(0, "patch size for images (0 = auto: digits 2, mnist 4)")
+    n_points: int = opt(50_000, "training points drawn for 2D toys")
+    scaling: str = opt("standard", "scaling of a user .npz: none, standard or minmax")
+    accum: int = opt(1, "micro-batches per step (gradient accumulation)")
+    ckpt_every: int = opt(500, "checkpoint every N steps (and at the end)")
+    keep_ckpts: int = opt(2, "checkpoints to keep")
+    log_every: int = opt(25, "log metrics every N steps")
+    sample_steps: int = opt(0, "default sampling steps for eval/plot (0 = method default)")
+    sample_head_steps: int = opt(4, "default head ODE steps for eval/plot")
+    threads: int = opt(1, "torch CPU threads per process (more only helps on an idle machine)")
 
 
 def field_help() -> dict[str, str]:
