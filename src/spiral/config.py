@@ -32,6 +32,11 @@ class ModelSettings:
         "generation weights: bf16 (a copy synced after each update), fp32, or auto "
         "(bf16 only where bf16 matmuls are fast: a GPU or a CPU with AMX / AVX512-BF16)",
     )
+    generator: str = opt(
+        "fast",
+        "sampler: fast (spiral.engine: own Llama forward, static KV cache; other architectures fall back to "
+        "hf), hf (the transformers forward) or vllm (GPU, optional extra)",
+    )
     prompt_template: str = opt("auto", "auto (chat template when the tokenizer has one), chat, or plain")
     gradient_checkpointing: bool = opt(False, "recompute activations in the backward pass (less memory)")
     share_prefix: bool = opt(
@@ -118,6 +123,7 @@ class EvalSettings:
     every: int = opt(10, "evaluate every K training steps (0 = only before and after training)")
     games: int = opt(16, "games per (game, opponent, seat)")
     opponents: list[str] = opt(["random", "optimal"], "agent specs of the fixed opponents")
+    num_envs: int = opt(0, "games played concurrently in evaluation (0 = rollout.num_envs)")
     temperature: float = opt(0.7, "sampling temperature in evaluation")
     top_p: float = opt(0.95, "nucleus sampling mass in evaluation")
     parse_mode: str = opt("", "parse mode in evaluation (empty: the rollout's)")
@@ -314,6 +320,7 @@ def validate(s: Settings) -> None:
     _choice("model.dtype", m.dtype, ("fp32", "bf16"))
     _choice("model.gen_dtype", m.gen_dtype, ("auto", "fp32", "bf16"))
     _choice("model.prompt_template", m.prompt_template, ("auto", "chat", "plain"))
+    _choice("model.generator", m.generator, ("fast", "hf", "vllm"))
     _choice("rollout.parse_mode", r.parse_mode, ("strict", "lenient"))
     _choice("advantage.estimator", a.estimator, ("rae", "none"))
     _choice("advantage.order", a.order, ("code", "paper"))
@@ -331,7 +338,7 @@ def validate(s: Settings) -> None:
                    ("run.save_every", run.save_every)]:  # fmt: skip
         _positive(key, v)
     for key, v in [("run.steps", run.steps), ("warmup.rounds", w.rounds), ("eval.every", e.every),
-                   ("eval.games", e.games), ("learner.kl_coef", lr.kl_coef),
+                   ("eval.games", e.games), ("eval.num_envs", e.num_envs), ("learner.kl_coef", lr.kl_coef),
                    ("learner.warmup_steps", lr.warmup_steps), ("run.keep_checkpoints", run.keep_checkpoints),
                    ("warmup.max_per_action", w.max_per_action), ("run.threads", run.threads),
                    ("learner.grad_clip", lr.grad_clip), ("learner.weight_decay", lr.weight_decay)]:  # fmt: skip

@@ -357,3 +357,39 @@ class FastGenerator:
         self.timing["decode_s"] += time.perf_counter() - t1
         self.timing["decode_cpu_s"] += time.process_time() - c1
         return toks, lps, truncated
+
+
+GENERATORS = ("fast", "hf", "vllm")
+
+
+def make_generator(
+    kind: str,
+    policy: nn.Module,
+    eos_ids: list[int],
+    pad_id: int,
+    dtype: torch.dtype = torch.float32,
+    batch_size: int = 32,
+    seed: int = 0,
+    share_prefix: bool = True,
+):
+    """The sampler named `kind`: fast (this module; Llama only, else falls back to hf), hf or vllm (GPU).
+
+    All three share one interface: `generate(prompts, sampling)`, `load_weights(policy)`, `get_state()`,
+    `set_state()`. vllm is imported only when asked for, so CPU code paths never load it.
+    """
+    if kind not in GENERATORS:
+        from runkit.errors import UserError
+
+        raise UserError(f"unknown generator {kind!r}; choose one of {', '.join(GENERATORS)}")
+    if kind == "vllm":
+        from spiral.vllm_engine import VLLMGenerator
+
+        return VLLMGenerator(policy, eos_ids, pad_id, dtype, batch_size, seed, share_prefix)
+    if kind == "fast":
+        try:
+            return FastGenerator(policy, eos_ids, pad_id, dtype, batch_size, seed, share_prefix)
+        except ValueError:  # not a bias-free Llama: the transformers forward serves every architecture
+            pass
+    from spiral.rollout import Generator
+
+    return Generator(policy, eos_ids, pad_id, dtype, batch_size, seed, share_prefix)

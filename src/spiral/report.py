@@ -247,6 +247,76 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+# ---- markdown summary ----------------------------------------------------------------------------
+
+PHASE_FOLDERS = (
+    ("0_base", "base"),
+    ("1_after_warmup", "after warm-up"),
+    ("2_after_selfplay", "after self-play"),
+)
+
+
+def _pct_ci(rate: float, ci: Any) -> str:
+    return f"{rate:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if isinstance(ci, (list, tuple)) else f"{rate:.3f}"
+
+
+def training_seconds(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Warm-up and self-play seconds as the run measured them (evaluation excluded)."""
+    warm = sum(float(r["warmup/seconds"]) for r in rows if isinstance(r.get("warmup/seconds"), (int, float)))
+    steps = [
+        float(r["time/step_seconds"]) for r in rows if isinstance(r.get("time/step_seconds"), (int, float))
+    ]
+    return {"warmup_s": warm, "selfplay_s": sum(steps), "steps": float(len(steps))}
+
+
+def phases_markdown(run_dir: str | Path) -> str:
+    """Markdown: training time and, per phase (base, after warm-up, after self-play), each game, opponent and
+    seat with the win and invalid-move rates and their Wilson 95 % intervals (from eval/<phase>/summary.json)."""
+    run = Path(run_dir)
+    rows = read_metrics(run / "metrics.jsonl") if (run / "metrics.jsonl").is_file() else []
+    t = training_seconds(rows)
+    warm = {k: v for r in rows for k, v in r.items() if k.startswith("warmup/")}
+    lines = [
+        f"Training time (evaluation excluded): warm-up {t['warmup_s'] / 60:.1f} min + "
+        f"{int(t['steps'])} self-play steps {t['selfplay_s'] / 60:.1f} min = "
+        f"{(t['warmup_s'] + t['selfplay_s']) / 60:.1f} min.",
+        "",
+    ]
+    if warm:
+        lines += [
+            "Format probe of the warm-up (valid-move rate of sampled answers, strict / lenient parsing): "
+            f"before {warm.get('warmup/valid_rate_strict_before', float('nan')):.3f} / "
+            f"{warm.get('warmup/valid_rate_lenient_before', float('nan')):.3f}, after "
+            f"{warm.get('warmup/valid_rate_strict_after', float('nan')):.3f} / "
+            f"{warm.get('warmup/valid_rate_lenient_after', float('nan')):.3f}.",
+            "",
+        ]
+    lines += [
+        "| phase | step | game vs opponent | seat | games | win rate [95 % CI] | invalid rate [95 % CI] | mean reward |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    found = False
+    for folder, label in PHASE_FOLDERS:
+        path = run / "eval" / folder / "summary.json"
+        if not path.is_file():
+            continue
+        found = True
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        for key, res in summary.get("results", {}).items():
+            for seat in ("seat0", "seat1", "all"):
+                b = res.get(seat, {})
+                if not b.get("games"):
+                    continue
+                lines.append(
+                    f"| {label} | {summary.get('step', '')} | {key} | {seat.replace('seat', '')} | {b['games']} | "
+                    f"{_pct_ci(b['win_rate'], b.get('win_ci'))} | {_pct_ci(b['invalid_rate'], b.get('invalid_ci'))} | "
+                    f"{b['mean_reward']:.3f} |"
+                )
+    if not found:
+        raise UserError(f"{run} has no eval/<phase>/summary.json; evaluate the run first")
+    return "\n".join(lines) + "\n"
+
+
 # ---- the page ------------------------------------------------------------------------------------
 
 

@@ -111,7 +111,7 @@ class Trainer:
             self.model.gradient_checkpointing_enable()
         self.gen_dtype = resolve_gen_dtype(m.gen_dtype)
         self.policy = build_policy(self.model, self.tokenizer, self.gen_dtype, r.gen_batch_size, self.s.run.seed,
-                                   m.prompt_template, m.share_prefix)  # fmt: skip
+                                   m.prompt_template, m.share_prefix, m.generator)  # fmt: skip
         self.sampling = Sampling(r.temperature, r.top_p, r.max_new_tokens)
         opponent = None
         if r.opponent != "self":
@@ -191,7 +191,9 @@ class Trainer:
                 except UserError:
                     continue  # this opponent does not play this game (e.g. optimal for a test game)
                 kw = {**r.env_kwargs.get(env_id, {}), "parse_mode": parse, "invalid_penalty": EVAL_PENALTY}
-                rs = play_games(agent, opp, env_id, 2 * e.games, seed, spec, r.num_envs, env_kwargs=kw)
+                rs = play_games(
+                    agent, opp, env_id, 2 * e.games, seed, spec, e.num_envs or r.num_envs, env_kwargs=kw
+                )
                 s = summarize_games(rs)
                 summary[f"{env_id} vs {spec}"] = s
                 results += rs

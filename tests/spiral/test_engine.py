@@ -178,3 +178,21 @@ def test_smollm2_greedy_equals_hf_generate():
         torch.testing.assert_close(
             torch.tensor(lps), forward_logprobs(model, p, toks, 1.0), atol=1e-3, rtol=1e-3
         )
+
+
+def test_make_generator_picks_fast_for_llama_and_falls_back_for_other_architectures():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from runkit.errors import UserError
+    from spiral.engine import make_generator
+
+    llama = sharp_llama()
+    assert isinstance(make_generator("fast", llama, [EOS], PAD), FastGenerator)
+    assert isinstance(make_generator("hf", llama, [EOS], PAD), Generator)
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=97, n_embd=32, n_layer=1, n_head=2, n_positions=64)).eval()
+    fallback = make_generator("fast", gpt2, [EOS], PAD)
+    assert isinstance(fallback, Generator)
+    out = fallback.generate([[5, 6, 7]], Sampling(temperature=0.0, max_new_tokens=4))
+    assert len(out.tokens[0]) >= 1
+    with pytest.raises(UserError, match="unknown generator"):
+        make_generator("turbo", llama, [EOS], PAD)

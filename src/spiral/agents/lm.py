@@ -10,14 +10,27 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import torch
 
 from spiral.agents.base import Agent
 from spiral.model import PromptFormat, load_model, load_tokenizer, resolve_gen_dtype
-from spiral.rollout import Generator, Sampling
+from spiral.rollout import Generation, Sampling
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+class Sampler(Protocol):
+    """What every generator offers (spiral.rollout.Generator, spiral.engine.FastGenerator, VLLMGenerator)."""
+
+    def generate(self, prompts: list[list[int]], sampling: Sampling) -> Generation: ...
+
+    def load_weights(self, policy) -> None: ...
+
+    def get_state(self) -> torch.Tensor: ...
+
+    def set_state(self, state: torch.Tensor) -> None: ...
 
 
 @dataclass
@@ -42,7 +55,7 @@ def stop_ids(model, tokenizer) -> list[int]:
 class LMPolicy:
     """Observations in, sampled responses out: prompt format + tokenizer + generator."""
 
-    def __init__(self, tokenizer, generator: Generator, prompt_format: PromptFormat) -> None:
+    def __init__(self, tokenizer, generator: Sampler, prompt_format: PromptFormat) -> None:
         self.tokenizer, self.generator, self.format = tokenizer, generator, prompt_format
 
     def respond(self, observations: list[str], sampling: Sampling) -> list[Response]:
@@ -68,11 +81,14 @@ def build_policy(
     seed: int = 0,
     prompt_template: str = "auto",
     share_prefix: bool = True,
+    generator: str = "fast",
 ) -> LMPolicy:
-    """An LMPolicy generating from `model` (copied to `gen_dtype` unless fp32 and plain)."""
-    generator = Generator(model, stop_ids(model, tokenizer), tokenizer.pad_token_id, DTYPES[resolve_gen_dtype(gen_dtype)],
-                          batch_size, seed, share_prefix)  # fmt: skip
-    return LMPolicy(tokenizer, generator, PromptFormat(tokenizer, prompt_template))
+    """An LMPolicy sampling from `model` with generator `generator` (spiral.engine.make_generator)."""
+    from spiral.engine import make_generator
+
+    sampler = make_generator(generator, model, stop_ids(model, tokenizer), tokenizer.pad_token_id,
+                             DTYPES[resolve_gen_dtype(gen_dtype)], batch_size, seed, share_prefix)  # fmt: skip
+    return LMPolicy(tokenizer, sampler, PromptFormat(tokenizer, prompt_template))
 
 
 class LMAgent(Agent):
@@ -115,6 +131,7 @@ def make_lm_agent(
     dtype: str = "auto",
     prompt_template: str | None = None,
     batch_size: int = 32,
+    generator: str | None = None,
     **_ignored,
 ) -> LMAgent:
     """Load model `spec` as an Agent; a run's own prompt template and length limit are the defaults."""
@@ -123,5 +140,6 @@ def make_lm_agent(
     max_new = max_new_tokens or run.get("rollout", {}).get("max_new_tokens", 256)
     tokenizer = load_tokenizer(spec)
     model = load_model(spec, tokenizer)
-    policy = build_policy(model, tokenizer, dtype, batch_size, seed or 0, template)
+    kind = generator or run.get("model", {}).get("generator", "fast")
+    policy = build_policy(model, tokenizer, dtype, batch_size, seed or 0, template, generator=kind)
     return LMAgent(policy, Sampling(temperature, top_p, max_new), name=f"lm:{Path(spec).name or spec}")

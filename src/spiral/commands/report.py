@@ -10,6 +10,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", help="a training run folder (config.json, metrics.jsonl, plots/, eval/)")
     parser.add_argument("--out", help="output HTML file (default RUN_DIR/report.html)")
     parser.add_argument("--transcripts", type=int, default=2, help="games shown per outcome (wins, losses)")
+    parser.add_argument(
+        "--markdown",
+        metavar="PATH",
+        help="also write the phase table (base / after warm-up / after self-play, Wilson intervals) as Markdown",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -18,4 +23,10 @@ def run(args: argparse.Namespace) -> int:
 
     path = build_report(args.run_dir, args.out, args.transcripts)
     print(f"report: {path}")
+    if args.markdown:
+        from runkit.io import atomic_write_text
+        from spiral.report import phases_markdown
+
+        atomic_write_text(args.markdown, phases_markdown(args.run_dir))
+        print(f"phase table: {args.markdown}")
     return 0

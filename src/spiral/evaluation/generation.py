@@ -1,4 +1,4 @@
-"""The TextGenerator of reasoning evaluation over the policy's batched sampler (spiral.rollout.Generator).
+"""The TextGenerator of reasoning evaluation over the policy's batched sampler (spiral.engine.make_generator).
 
 Prompts are rendered with the tokenizer's chat template; the sampler left-pads, keeps a KV cache, sorts by
 length and drops finished rows from the batch, so short answers do not wait for long ones.
@@ -14,19 +14,21 @@ from spiral.evaluation.reasoning import plain_render
 class PolicyTextGenerator:
     """`generate(prompts, n, ...)` -> n completions per prompt; `count_tokens` counts response tokens."""
 
-    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 32, dtype: str = "fp32") -> None:
+    def __init__(
+        self, model: Any, tokenizer: Any, batch_size: int = 32, dtype: str = "fp32", generator: str = "fast"
+    ) -> None:
         import torch
 
         from spiral.agents.lm import stop_ids
-        from spiral.rollout import Generator
+        from spiral.engine import make_generator
 
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.tokenizer = tokenizer
         self.has_chat = bool(getattr(tokenizer, "chat_template", None))
         torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
-        self.sampler = Generator(
-            model, stop_ids(model, tokenizer), tokenizer.pad_token_id, torch_dtype, batch_size
+        self.sampler = make_generator(
+            generator, model, stop_ids(model, tokenizer), tokenizer.pad_token_id, torch_dtype, batch_size
         )
         self.stop = set(stop_ids(model, tokenizer))
         self.last_token_counts: list[
@@ -61,7 +63,9 @@ class PolicyTextGenerator:
         return [texts[i * n : (i + 1) * n] for i in range(len(prompts))]
 
 
-def load_generator(spec: str, dtype: str = "auto", batch_size: int = 32, threads: int | None = None):
+def load_generator(
+    spec: str, dtype: str = "auto", batch_size: int = 32, threads: int | None = None, generator: str = "fast"
+):
     """A generator for a model spec of spiral.model (smollm2-135m-instruct, tiny, a folder, a run)."""
     import torch
 
@@ -73,4 +77,4 @@ def load_generator(spec: str, dtype: str = "auto", batch_size: int = 32, threads
     model = load_model(spec, tok)
     if dtype == "auto":  # bf16 matmuls are slower than fp32 on most CPUs
         dtype = "bf16" if torch.cuda.is_available() else "fp32"
-    return PolicyTextGenerator(model, tok, batch_size=batch_size, dtype=dtype)
+    return PolicyTextGenerator(model, tok, batch_size=batch_size, dtype=dtype, generator=generator)

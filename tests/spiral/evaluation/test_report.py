@@ -183,3 +183,38 @@ def test_training_transcripts_newest_first(tmp_path):
     assert records[0]["source"] == "transcripts/eval_step_000010.jsonl"
     text = build_report(run, transcripts=1).read_text(encoding="utf-8")
     assert "new win" in text and "old loss" in text and "old win" not in text
+
+
+def test_phase_markdown_lists_each_phase_seat_with_intervals_and_training_time(tmp_path):
+    from spiral.cli import main
+    from spiral.evaluation.games import GameResult, summarize_games
+
+    run = make_run(tmp_path)
+    rows = [json.dumps({"step": 0, "warmup/seconds": 120.0, "warmup/valid_rate_strict_before": 0.0,
+                        "warmup/valid_rate_strict_after": 0.5, "warmup/valid_rate_lenient_before": 0.1,
+                        "warmup/valid_rate_lenient_after": 0.6})]  # fmt: skip
+    rows += [json.dumps({"step": s, "time/step_seconds": 30.0}) for s in (1, 2)]
+    (run / "metrics.jsonl").write_text("\n".join(rows) + "\n")
+    for folder, wins in (("0_base", 0), ("2_after_selfplay", 3)):
+        results = []
+        for i in range(8):
+            won = i < wins
+            results.append(GameResult("KuhnPoker-v2", "random", i % 2, i, "win" if won else "loss",
+                                      1.0 if won else -1.0, 1, 1, not won, False, ""))  # fmt: skip
+        (run / "eval" / folder).mkdir(parents=True)
+        (run / "eval" / folder / "summary.json").write_text(json.dumps(
+            {"kind": "games", "step": 0 if wins == 0 else 2,
+             "results": {"KuhnPoker-v2 vs random": summarize_games(results)}}))  # fmt: skip
+    out = tmp_path / "phases.md"
+    assert main(["report", str(run), "--out", str(tmp_path / "r.html"), "--markdown", str(out)]) == 0
+    text = out.read_text()
+    assert "warm-up 2.0 min + 2 self-play steps 1.0 min = 3.0 min" in text
+    assert "before 0.000 / 0.100, after 0.500 / 0.600" in text
+    lines = [line for line in text.splitlines() if line.startswith("| after self-play")]
+    assert len(lines) == 3  # seat 0, seat 1, all
+    assert "| all | 8 | 0.375 [" in lines[2]  # 3 of 8 wins with a Wilson interval
+    assert "after warm-up" not in text  # no summary for that phase
+    (tmp_path / "x").mkdir()
+    bare = make_run(tmp_path / "x")  # its only evaluation is eval/games, no phase folders
+    assert main(["report", str(bare), "--markdown", str(tmp_path / "none.md")]) == 2
+    assert not (tmp_path / "none.md").exists()
