@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -141,6 +142,14 @@ class RunSettings:
     keep_checkpoints: int = opt(3, "newest checkpoints kept (0 = all)")
     plots: bool = opt(True, "draw the plots and report at the end")
     threads: int = opt(0, "torch CPU threads (0 = torch's default)")
+    backend: str = opt("local", "where games are played: local (this process) or ray (docs/scaling.md)")
+    rollout_workers: int = opt(1, "ray: rollout workers, Ray actors that each hold the policy and play games")
+    async_rollout: bool = opt(
+        False,
+        "ray: workers collect step t+1 with the weights of step t while the learner updates (hides generation "
+        "time; the turns are one version old, corrected by the PPO ratio and its clip)",
+    )
+    ray_address: str = opt("", "ray: cluster to join (auto or HOST:PORT); empty starts a local one")
 
 
 SECTIONS = {
@@ -355,5 +364,11 @@ def validate(s: Settings) -> None:
         raise UserError("rollout.invalid_penalty must be two numbers: [offender, opponent]")
     if len(lr.betas) != 2 or not all(0 <= b < 1 for b in lr.betas):
         raise UserError("learner.betas must be two numbers in [0, 1)")
+    _choice("run.backend", run.backend, ("local", "ray"))
+    _positive("run.rollout_workers", run.rollout_workers)
+    if run.backend != "ray" and (run.async_rollout or run.rollout_workers != 1):
+        raise UserError("run.async_rollout and run.rollout_workers need run.backend=ray (--backend ray)")
+    if run.backend == "ray" and importlib.util.find_spec("ray") is None:
+        raise UserError("run.backend=ray needs Ray: pip install 'ray==2.60.0' (the project's `ray` extra)")
     if m.lora and m.gradient_checkpointing:
         raise UserError("model.gradient_checkpointing is not supported together with model.lora")

@@ -26,7 +26,7 @@ from runkit.progress import ProgressBar
 from runkit.rundir import RunDir
 from runkit.seeding import get_rng_state, seed_everything, set_rng_state
 from spiral.advantage import AdvantageEstimator, drop_zero
-from spiral.agents.lm import LMAgent, build_policy
+from spiral.agents.lm import LMAgent, LMPolicy, build_policy
 from spiral.config import Settings
 from spiral.learner import Learner, _is_oom
 from spiral.model import (
@@ -64,6 +64,30 @@ def check_settings(s: Settings) -> None:
     name = s.model.name
     if not (name in SMOLLM2_ALIASES or name == "tiny" or name.startswith("tiny:")):
         resolve_folder(name)
+
+
+def make_policy(s: Settings, model, tokenizer, seed: int) -> LMPolicy:
+    """The run's LMPolicy over `model` (generator kind, dtype, batch, template from the settings)."""
+    m, r = s.model, s.rollout
+    return build_policy(model, tokenizer, resolve_gen_dtype(m.gen_dtype), r.gen_batch_size, seed,
+                        m.prompt_template, m.share_prefix, m.generator)  # fmt: skip
+
+
+def make_collector(s: Settings, policy, seed: int) -> RolloutCollector:
+    """The run's RolloutCollector (games, sampling, penalties, fixed opponent seeded `seed + 1`)."""
+    r = s.rollout
+    opponent = None
+    if r.opponent != "self":
+        from spiral.agents import make_agent
+
+        if Path(r.opponent).is_dir():  # a frozen checkpoint plays every game: load it once
+            opponent = make_agent(r.opponent, r.env_ids[0], seed=seed + 1)
+        else:
+            opponent = {e: make_agent(r.opponent, e, seed=seed + 1) for e in r.env_ids}
+    return RolloutCollector(
+        policy, r.env_ids, r.env_kwargs, r.num_envs, Sampling(r.temperature, r.top_p, r.max_new_tokens),
+        r.parse_mode, tuple(r.invalid_penalty), opponent, seed,
+    )  # fmt: skip
 
 
 class Trainer:
@@ -110,21 +134,14 @@ class Trainer:
         elif m.gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
         self.gen_dtype = resolve_gen_dtype(m.gen_dtype)
-        self.policy = build_policy(self.model, self.tokenizer, self.gen_dtype, r.gen_batch_size, self.s.run.seed,
-                                   m.prompt_template, m.share_prefix, m.generator)  # fmt: skip
-        self.sampling = Sampling(r.temperature, r.top_p, r.max_new_tokens)
-        opponent = None
-        if r.opponent != "self":
-            from spiral.agents import make_agent
+        self.policy = make_policy(self.s, self.model, self.tokenizer, self.s.run.seed)
+        self.collector = make_collector(self.s, self.policy, self.s.run.seed)
+        self.sampling = self.collector.sampling
+        self.remote = None  # run.backend = ray: rollout workers play the games (spiral.distributed)
+        if self.s.run.backend == "ray":
+            from spiral.distributed import RayRollout
 
-            if Path(r.opponent).is_dir():  # a frozen checkpoint plays every game: load it once
-                opponent = make_agent(r.opponent, r.env_ids[0], seed=self.s.run.seed + 1)
-            else:
-                opponent = {e: make_agent(r.opponent, e, seed=self.s.run.seed + 1) for e in r.env_ids}
-        self.collector = RolloutCollector(
-            self.policy, r.env_ids, r.env_kwargs, r.num_envs, self.sampling, r.parse_mode,
-            tuple(r.invalid_penalty), opponent, self.s.run.seed,
-        )  # fmt: skip
+            self.remote = RayRollout(self.s, log=self.log)
         a = self.s.advantage
         self.estimator = AdvantageEstimator(a.estimator, a.decay, a.order)
         share = m.share_prefix and not m.gradient_checkpointing
@@ -141,6 +158,8 @@ class Trainer:
         for env_id, st in state.get("opponent_rng", {}).items():
             v, inner, gauss = st
             self.collector.opponents[env_id].rng.setstate((v, tuple(inner), gauss))
+        if self.remote is not None:
+            self.remote.set_state(state.get("workers"), self.step)
 
     # ---- checkpoints ----------------------------------------------------------------------------
     def save(self) -> Path:
@@ -158,6 +177,8 @@ class Trainer:
             "opponent_rng": _opponent_rngs(self.collector.opponents),
             "settings": self.s.to_dict(),
         }
+        if self.remote is not None:
+            state["workers"] = self.remote.get_state()
         if is_peft(self.model):
             state["adapters"] = {n: p.detach() for n, p in self.model.named_parameters() if p.requires_grad}
 
@@ -223,6 +244,8 @@ class Trainer:
                 self.metrics.log(0, self.evaluate("warmup" if s.warmup.rounds else "base"))
             self.save()
         last: dict[str, float] = {}
+        if self.remote is not None:  # the workers start from the learner's weights (after warm-up, resume)
+            self.remote.sync(self.model, self.step)
         with ProgressBar(s.run.steps, "self-play", completed=self.step, every=1) as bar:
             while self.step < s.run.steps:
                 last = self.train_step()
@@ -234,6 +257,8 @@ class Trainer:
                 if self.step % s.run.save_every == 0 or done:
                     self.save()
                 bar.update(1, _headline(last))
+        if self.remote is not None:
+            self.remote.close()
         self.metrics.close()
         if s.run.plots:
             self.finish_report()
@@ -252,7 +277,7 @@ class Trainer:
         """One step: collect turns, assign advantages, update, sync the generator."""
         t0 = time.perf_counter()
         try:
-            rollout = self.collector.collect(self.s.rollout.turns_per_step)
+            rollout = (self.remote or self.collector).collect(self.s.rollout.turns_per_step)
         except (RuntimeError, MemoryError) as e:
             if not _is_oom(e):
                 raise
@@ -268,6 +293,8 @@ class Trainer:
         metrics.update(self.learner.update(batch, self.step))
         if self.s.learner.update:
             self.policy.generator.load_weights(self.model)
+        if self.remote is not None:  # weights of version step + 1 to every worker (one ray.put)
+            self.remote.sync(self.model, self.step + 1)
         n = max(len(rollout.turns), 1)
         metrics.update({
             "rollout/adv_mean": sum(t.advantage for t in rollout.turns) / n,

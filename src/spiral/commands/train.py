@@ -19,6 +19,10 @@ FLAGS = {  # flag -> setting it overrides
     "parse_mode": "rollout.parse_mode",
     "warmup_rounds": "warmup.rounds",
     "threads": "run.threads",
+    "backend": "run.backend",
+    "rollout_workers": "run.rollout_workers",
+    "ray_address": "run.ray_address",
+    "generator": "model.generator",
 }
 
 
@@ -44,6 +48,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--threads", type=int, help="torch CPU threads (run.threads)")
     parser.add_argument("--lora", action="store_true", help="train LoRA adapters (model.lora=true)")
+    parser.add_argument("--backend", choices=("local", "ray"), help="where games are played (run.backend)")
+    parser.add_argument("--rollout-workers", type=int, help="Ray rollout workers (run.rollout_workers)")
+    parser.add_argument(
+        "--async-rollout", action="store_true", help="ray: generate one step ahead (run.async_rollout=true)"
+    )
+    parser.add_argument("--ray-address", help="Ray cluster to join, e.g. auto (run.ray_address)")
+    parser.add_argument(
+        "--generator",
+        choices=("fast", "hf", "vllm"),
+        help="sampler: fast, hf or vllm (GPU) (model.generator)",
+    )
     parser.add_argument(
         "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its newest checkpoint"
     )
@@ -63,6 +78,8 @@ def overrides_from(args: argparse.Namespace) -> list[str]:
             out.append(f"{key}={value}" if not isinstance(value, str) else f"{key}={_quote(key, value)}")
     if getattr(args, "lora", False):
         out.append("model.lora=true")
+    if getattr(args, "async_rollout", False):
+        out.append("run.async_rollout=true")
     return out
 
 
