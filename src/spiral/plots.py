@@ -71,3 +71,72 @@ def plot_run(run_dir: str | Path) -> list[Path]:
         plt.close(fig)
         written.append(path)
     return written
+
+
+def _moving_average(ys: list[float], k: int) -> list[float]:
+    return [sum(ys[max(0, i - k + 1) : i + 1]) / len(ys[max(0, i - k + 1) : i + 1]) for i in range(len(ys))]
+
+
+def plot_summary(run_dir: str | Path, out: str | Path, window: int = 5) -> Path:
+    """One figure for a results page: the rollout invalid rate per self-play step (with a moving average), and
+    each evaluated point (base, after warm-up, every eval.every steps) with Wilson 95 % intervals."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from spiral.evaluation.stats import wilson_interval
+
+    run = Path(run_dir)
+    if not (run / "metrics.jsonl").is_file():
+        raise UserError(f"{run} has no metrics.jsonl; pass a training run folder")
+    rows = read_metrics(run / "metrics.jsonl")
+    config = (
+        json.loads((run / "config.json").read_text(encoding="utf-8"))
+        if (run / "config.json").is_file()
+        else {}
+    )
+    n = 2 * int(config.get("eval", {}).get("games", 0))
+    data = series(rows)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
+    for key, label in (("rollout/invalid_rate", "invalid rate"), ("rollout/return_mean", "mean return")):
+        if key in data:
+            xs, ys = data[key]
+            left.plot(xs, ys, alpha=0.35, label=f"{label} (per step)")
+            left.plot(xs, _moving_average(ys, window), label=f"{label} ({window}-step mean)")
+    left.set(title="Self-play rollouts (policy turns of each step)", xlabel="self-play step")
+    left.grid(alpha=0.3)
+    left.legend(fontsize=8)
+    points: dict[str, list[tuple[float, float]]] = {}  # metric label -> (x, rate)
+    for row in rows:
+        for k, v in row.items():
+            parts = k.split("/")
+            base = parts[0] == "base"
+            parts = parts[1:] if base else parts
+            if len(parts) != 4 or parts[0] != "eval" or parts[3] not in ("win_rate", "invalid_rate"):
+                continue
+            x = -1.0 if base else float(row["step"])  # the base point sits left of the warm-up point (step 0)
+            points.setdefault(f"{parts[3].replace('_', ' ')} vs {parts[2]} ({parts[1]})", []).append((x, v))
+    for label, pts in sorted(points.items()):
+        pts.sort()
+        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+        if n:
+            cis = [wilson_interval(round(y * n), n) for y in ys]
+            err = [[y - lo for y, (lo, _) in zip(ys, cis, strict=True)],
+                   [hi - y for y, (_, hi) in zip(ys, cis, strict=True)]]  # fmt: skip
+            right.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label)
+        else:
+            right.plot(xs, ys, marker="o", label=label)
+    title = "Evaluation (x = -1: base model, 0: after warm-up)"
+    right.set(title=title + (f", {n} games per point, Wilson 95 %" if n else ""), xlabel="self-play step")
+    right.title.set_fontsize(9)
+    right.grid(alpha=0.3)
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out

@@ -158,6 +158,8 @@ class Trainer:
         for env_id, st in state.get("opponent_rng", {}).items():
             v, inner, gauss = st
             self.collector.opponents[env_id].rng.setstate((v, tuple(inner), gauss))
+        for env_id, st in state.get("opponent_gen_rng", {}).items():  # a frozen checkpoint's sampler
+            self.collector.opponents[env_id].policy.generator.set_state(st)
         if self.remote is not None:
             self.remote.set_state(state.get("workers"), self.step)
 
@@ -175,6 +177,7 @@ class Trainer:
             "collector_rng": [py[0], list(py[1]), py[2]],
             "games_started": self.collector.games_started,
             "opponent_rng": _opponent_rngs(self.collector.opponents),
+            "opponent_gen_rng": _opponent_gen_rngs(self.collector.opponents),
             "settings": self.s.to_dict(),
         }
         if self.remote is not None:
@@ -196,7 +199,19 @@ class Trainer:
 
     # ---- evaluation -----------------------------------------------------------------------------
     def evaluate(self, phase: str | None = None) -> dict[str, float]:
-        """Win rates against each fixed opponent in both seats; writes eval/<phase>/ files for phases."""
+        """Win rates against each fixed opponent in both seats; writes eval/<phase>/ files for phases.
+
+        Evaluation leaves every random stream of training as it found it (the sampler's, the global ones), so
+        a run's training steps do not depend on when it evaluated (and a resumed run equals an uninterrupted
+        one whatever the evaluation schedule)."""
+        gen_state, rng_state = self.policy.generator.get_state(), get_rng_state()
+        try:
+            return self._evaluate(phase)
+        finally:
+            self.policy.generator.set_state(gen_state)
+            set_rng_state(rng_state)
+
+    def _evaluate(self, phase: str | None) -> dict[str, float]:
         from spiral.agents import make_agent
         from spiral.evaluation.games import metric_rows, pick_transcripts, play_games, summarize_games
 
@@ -381,6 +396,16 @@ def _opponent_rngs(opponents: dict | None) -> dict[str, list]:
         if isinstance(rng, random.Random):
             v, inner, gauss = rng.getstate()
             out[env_id] = [v, list(inner), gauss]
+    return out
+
+
+def _opponent_gen_rngs(opponents: dict | None) -> dict[str, torch.Tensor]:
+    """Sampling RNG states of language-model opponents (a frozen checkpoint), for an exact resume."""
+    out = {}
+    for env_id, agent in (opponents or {}).items():
+        generator = getattr(getattr(agent, "policy", None), "generator", None)
+        if generator is not None:
+            out[env_id] = generator.get_state()
     return out
 
 

@@ -8,6 +8,11 @@ import argparse
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `spiral plot`."""
     parser.add_argument("run_dir", help="a `spiral train` run folder")
+    parser.add_argument(
+        "--summary",
+        metavar="PNG",
+        help="also draw one summary figure (rollout invalid rate, evaluated points with intervals) to PNG",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -19,4 +24,8 @@ def run(args: argparse.Namespace) -> int:
     if not paths:
         raise UserError(f"{args.run_dir}/metrics.jsonl holds no plottable metrics yet")
     print("\n".join(str(p) for p in paths))
+    if args.summary:
+        from spiral.plots import plot_summary
+
+        print(plot_summary(args.run_dir, args.summary))
     return 0

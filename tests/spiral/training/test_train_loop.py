@@ -103,13 +103,32 @@ def test_tiny_run_checkpoints_and_resumes_exactly(tmp_path):
     agent = make_agent(str(whole), "KuhnPoker-v2", seed=0, max_new_tokens=4)
     assert isinstance(agent.act("You are Player 0.", ["[check]", "[bet]"]), str)
 
-    # a frozen earlier checkpoint as the fixed opponent of the other seat
-    vs = tmp_path / "vs-frozen"
-    assert main(["train", *TINY, "--steps", "1", "--out", str(vs), "--opponent", str(whole)]) == 0
+    # a frozen earlier checkpoint as the fixed opponent of the other seat; its sampler resumes exactly too
+    vs, vs_part = tmp_path / "vs-frozen", tmp_path / "vs-frozen-part"
+    frozen = ["--opponent", str(whole), "--set", "eval.every=0", "--set", "eval.at_start=false"]
+    assert main(["train", *TINY, *frozen, "--steps", "2", "--out", str(vs)]) == 0
     assert read_metrics(vs / "metrics.jsonl")[-1]["rollout/turns_kept"] == 8
+    assert main(["train", *TINY, *frozen, "--steps", "1", "--out", str(vs_part)]) == 0
+    assert main(["train", "--resume", str(vs_part), "--steps", "2", "--threads", "1"]) == 0
 
-    assert main(["plot", str(part)]) == 0
+    # the shorter run evaluated at its end (step 1); evaluation leaves the training streams untouched
+    def training(rows):
+        return [{k: v for k, v in r.items() if not k.startswith("eval/")} for r in _strip(rows)]
+
+    assert training(read_metrics(vs / "metrics.jsonl")) == training(read_metrics(vs_part / "metrics.jsonl"))
+    import torch
+
+    from runkit.checkpoint import load_checkpoint
+
+    ends = [
+        load_checkpoint(r / "checkpoints" / "step_000002").state["opponent_gen_rng"] for r in (vs, vs_part)
+    ]
+    assert ends[0].keys() == ends[1].keys() == {"KuhnPoker-v2"}
+    assert torch.equal(ends[0]["KuhnPoker-v2"], ends[1]["KuhnPoker-v2"])  # the opponent's sampler resumed too
+
+    assert main(["plot", str(part), "--summary", str(tmp_path / "summary.png")]) == 0
     assert (part / "plots" / "invalid_rate.png").is_file() and (part / "plots" / "loss.png").is_file()
+    assert (tmp_path / "summary.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_a_run_folder_with_checkpoints_is_not_overwritten(tmp_path, capsys):
