@@ -65,6 +65,10 @@ class RolloutSettings:
         "self", "self (one policy plays both seats), an agent spec (random, optimal) or a folder"
     )
     format_bonus: float = opt(0.0, "advantage bonus for a well-formed \\boxed{legal move} (shaping; 0 = off)")
+    stop_at_box: bool = opt(
+        False,
+        "end each response at its first closed \\boxed{} (fast / hf generators; saves tokens after the move)",
+    )
 
 
 @dataclass

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spiral.model import is_peft, merged_state_dict, plan_prefixes
-from spiral.rollout import Generation, Sampling, sample_tokens
+from spiral.rollout import Generation, Sampling, sample_tokens, stop_on_rule
 
 SUPPORTED = ("llama",)
 
@@ -126,6 +126,7 @@ class FastGenerator:
         self.dtype, self.batch_size, self.pad_id, self.share_prefix = dtype, batch_size, pad_id, share_prefix
         self.compact_fraction = compact_fraction  # compact the batch once this share of its rows has finished
         self.eos_ids = torch.tensor(sorted(set(eos_ids)))
+        self.stop_rule = None  # optional prompting.BoxStop: end a row once its response holds a box
         self.rng = torch.Generator().manual_seed(seed)
         # wall and process-CPU seconds of prefill and decode, decode steps and row-steps (for benchmarks)
         self.timing = dict.fromkeys(("prefill_s", "prefill_cpu_s", "decode_s", "decode_cpu_s"), 0.0)
@@ -334,6 +335,8 @@ class FastGenerator:
                 toks[r].append(tok)
                 lps[r].append(logp)
             stop = torch.isin(new, self.eos_ids) & alive
+            if self.stop_rule is not None:
+                stop_on_rule(self.stop_rule, new, stop, alive, rows, toks)
             for r in rows[stop].tolist():
                 truncated[r] = False
             alive &= ~stop

@@ -107,3 +107,23 @@ def answer_region(text: str, mode: str = "strict") -> str | None:
     if boxed is not None:
         return boxed
     return text if mode == "lenient" else None
+
+
+class BoxStop:
+    """A stop rule for generation: end a response once it holds a complete \\boxed{...}.
+
+    Only tokens whose text contains "}" can close a box, so the generators ask `closes(tokens)` (one decode
+    of the response so far) only for rows that just emitted one of `trigger_ids`.
+    """
+
+    def __init__(self, tokenizer) -> None:
+        import torch
+
+        self.tokenizer = tokenizer
+        vocab = len(tokenizer)
+        pieces = tokenizer.convert_ids_to_tokens(list(range(vocab)))
+        self.trigger_ids = torch.tensor([i for i, p in enumerate(pieces) if p is not None and "}" in p])
+
+    def closes(self, tokens: list[int]) -> bool:
+        """Whether the decoded response holds a complete box."""
+        return extract_boxed(self.tokenizer.decode(tokens, skip_special_tokens=True)) is not None

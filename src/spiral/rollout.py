@@ -60,6 +60,18 @@ def sample_tokens(
     return ids, logp.gather(-1, ids[:, None]).squeeze(-1)
 
 
+def stop_on_rule(rule, new: torch.Tensor, stop: torch.Tensor, alive: torch.Tensor, rows: torch.Tensor,
+                 toks: list[list[int]]) -> None:  # fmt: skip
+    """Mark in `stop` the live rows whose new token completes what `rule` stops on (e.g. a closed box).
+
+    `toks[rows[i]]` already ends with `new[i]`; the rule is asked only when `new[i]` is one of its triggers.
+    """
+    hit = (torch.isin(new, rule.trigger_ids) & alive & ~stop).nonzero().squeeze(-1)
+    for i in hit.tolist():
+        if rule.closes(toks[int(rows[i])]):
+            stop[i] = True
+
+
 class Generator:
     """Batched sampling with left padding and a KV cache; finished rows leave the batch.
 
@@ -79,6 +91,7 @@ class Generator:
     ) -> None:
         self.dtype, self.batch_size, self.pad_id, self.share_prefix = dtype, batch_size, pad_id, share_prefix
         self.eos_ids = torch.tensor(sorted(set(eos_ids)))
+        self.stop_rule = None  # optional prompting.BoxStop: end a row once its response holds a box
         self.shared = dtype == torch.float32 and not hasattr(policy, "peft_config")
         self.model = policy if self.shared else plain_copy(policy, dtype)
         self.rng = torch.Generator().manual_seed(seed)
@@ -145,6 +158,8 @@ class Generator:
                 toks[r].append(tok)
                 lps[r].append(logp)
             stop = torch.isin(new, self.eos_ids)
+            if self.stop_rule is not None:
+                stop_on_rule(self.stop_rule, new, stop, torch.ones_like(stop), rows, toks)
             for r in rows[stop].tolist():
                 truncated[r] = False
             if t == sampling.max_new_tokens - 1 or bool(stop.all()):

@@ -70,7 +70,7 @@ def make_policy(s: Settings, model, tokenizer, seed: int) -> LMPolicy:
     """The run's LMPolicy over `model` (generator kind, dtype, batch, template from the settings)."""
     m, r = s.model, s.rollout
     return build_policy(model, tokenizer, resolve_gen_dtype(m.gen_dtype), r.gen_batch_size, seed,
-                        m.prompt_template, m.share_prefix, m.generator)  # fmt: skip
+                        m.prompt_template, m.share_prefix, m.generator, r.stop_at_box)  # fmt: skip
 
 
 def make_collector(s: Settings, policy, seed: int) -> RolloutCollector:

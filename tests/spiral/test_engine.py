@@ -196,3 +196,46 @@ def test_make_generator_picks_fast_for_llama_and_falls_back_for_other_architectu
     assert len(out.tokens[0]) >= 1
     with pytest.raises(UserError, match="unknown generator"):
         make_generator("turbo", llama, [EOS], PAD)
+
+
+class StopAtToken:
+    """A stop rule (the interface of prompting.BoxStop) that fires once a response contains `token`."""
+
+    def __init__(self, token: int) -> None:
+        self.token, self.trigger_ids, self.asked = token, torch.arange(97), 0
+
+    def closes(self, tokens: list[int]) -> bool:
+        self.asked += 1
+        return self.token in tokens
+
+
+@pytest.mark.parametrize("kind", ["fast", "hf"])
+def test_a_stop_rule_ends_each_row_at_its_first_match(kind):
+    from spiral.engine import make_generator
+
+    model = sharp_llama()
+    prompts = make_prompts()
+    refs = [hf_greedy(model, p, 20, eos=-1) for p in prompts]
+    token = refs[0][3]
+    gen = make_generator(kind, model, [-1], PAD, batch_size=4)
+    gen.stop_rule = StopAtToken(token)
+    out = gen.generate(prompts, Sampling(temperature=0.0, max_new_tokens=20))
+    for ref, toks, lps, trunc in zip(refs, out.tokens, out.logprobs, out.truncated, strict=True):
+        cut = ref.index(token) + 1 if token in ref else len(ref)
+        assert toks == ref[:cut] and len(lps) == cut
+        assert trunc == (token not in ref)
+    assert out.tokens[0] == refs[0][:4] and gen.stop_rule.asked > 0
+
+
+def test_box_stop_fires_on_a_closed_box_only():
+    from spiral.model import load_tokenizer
+    from spiral.prompting import BoxStop
+
+    tok = load_tokenizer("tiny")
+    rule = BoxStop(tok)
+    closed = tok("Think: bet wins. \\boxed{bet} and more", add_special_tokens=False)["input_ids"]
+    opened = tok("Think: bet wins. \\boxed{be", add_special_tokens=False)["input_ids"]
+    assert rule.closes(closed) and not rule.closes(opened)
+    # the token that closes the box triggers a check
+    assert any(i in rule.trigger_ids.tolist() for i in closed)
+    assert len(rule.trigger_ids) < len(tok) // 10  # few ids can close a box

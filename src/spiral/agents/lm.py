@@ -82,12 +82,17 @@ def build_policy(
     prompt_template: str = "auto",
     share_prefix: bool = True,
     generator: str = "fast",
+    stop_at_box: bool = False,
 ) -> LMPolicy:
     """An LMPolicy sampling from `model` with generator `generator` (spiral.engine.make_generator)."""
     from spiral.engine import make_generator
 
     sampler = make_generator(generator, model, stop_ids(model, tokenizer), tokenizer.pad_token_id,
                              DTYPES[resolve_gen_dtype(gen_dtype)], batch_size, seed, share_prefix)  # fmt: skip
+    if stop_at_box:
+        from spiral.prompting import BoxStop
+
+        sampler.stop_rule = BoxStop(tokenizer)
     return LMPolicy(tokenizer, sampler, PromptFormat(tokenizer, prompt_template))
 
 
@@ -141,5 +146,7 @@ def make_lm_agent(
     tokenizer = load_tokenizer(spec)
     model = load_model(spec, tokenizer)
     kind = generator or run.get("model", {}).get("generator", "fast")
-    policy = build_policy(model, tokenizer, dtype, batch_size, seed or 0, template, generator=kind)
+    stop_at_box = bool(run.get("rollout", {}).get("stop_at_box", False))
+    policy = build_policy(model, tokenizer, dtype, batch_size, seed or 0, template, generator=kind,
+                          stop_at_box=stop_at_box)  # fmt: skip
     return LMAgent(policy, Sampling(temperature, top_p, max_new), name=f"lm:{Path(spec).name or spec}")
