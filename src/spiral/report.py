@@ -249,15 +249,16 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 # ---- markdown summary ----------------------------------------------------------------------------
 
-PHASE_FOLDERS = (
-    ("0_base", "base"),
-    ("1_after_warmup", "after warm-up"),
-    ("2_after_selfplay", "after self-play"),
-)
+PHASES = {
+    "base": "0_base",
+    "warmup": "1_after_warmup",
+    "final": "2_after_selfplay",
+}  # eval/<folder> per phase
+PHASE_LABELS = {"base": "base", "warmup": "after warm-up", "final": "after self-play"}
 
 
 def _pct_ci(rate: float, ci: Any) -> str:
-    return f"{rate:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if isinstance(ci, (list, tuple)) else f"{rate:.3f}"
+    return f"{rate:.3f} {_fmt_ci(ci)}".rstrip()
 
 
 def training_seconds(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -296,7 +297,8 @@ def phases_markdown(run_dir: str | Path) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     found = False
-    for folder, label in PHASE_FOLDERS:
+    for phase, folder in PHASES.items():
+        label = PHASE_LABELS[phase]
         path = run / "eval" / folder / "summary.json"
         if not path.is_file():
             continue

@@ -39,11 +39,11 @@ from spiral.model import (
     resolve_folder,
     resolve_gen_dtype,
 )
+from spiral.report import PHASES
 from spiral.rollout import RolloutCollector, Sampling
 
 EVAL_PENALTY = (-1.0, 1.0)
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-PHASES = {"base": "0_base", "warmup": "1_after_warmup", "final": "2_after_selfplay"}
 
 
 def check_settings(s: Settings) -> None:
