@@ -256,8 +256,7 @@ class FastGenerator:
         own_bias = own_bias.to(self.dtype).repeat(1, G, 1)[
             :, None
         ]  # (B, 1, G n, span): query row g * n + i is token i
-        spans = cache.spans() if cache.prefix is not None else []
-        scale = D**-0.5
+        spans = cache.spans() if cache.prefix is not None and n == 1 else []
 
         def rope(t: torch.Tensor) -> torch.Tensor:
             rot = torch.cat([-t[..., half:], t[..., :half]], dim=-1)
@@ -272,23 +271,10 @@ class FastGenerator:
             q = rope(q.view(B, n, H, D).transpose(1, 2))  # (B, H, n, D)
             cache.k[li, :, :, s0:end] = rope(k.view(B, n, Hkv, D).transpose(1, 2))
             cache.v[li, :, :, s0:end] = v.view(B, n, Hkv, D).transpose(1, 2)
-            q = q.reshape(B, Hkv, G * n, D)  # the G query heads of a KV head share its keys
-            keys, values = cache.k[li, :, :, :span], cache.v[li, :, :, :span]  # (B, Hkv, span, D)
-            scores = (q @ keys.transpose(-1, -2)) * scale + own_bias  # (B, Hkv, G n, end)
-            if spans:  # prefix keys are read once per group, for all of its rows at once
-                pre = []
-                for g, a, b in spans:
-                    qg = q[a:b].transpose(0, 1).reshape(Hkv, (b - a) * G * n, D)
-                    sg = (qg @ cache.prefix.k[li, g].transpose(-1, -2)) * scale + cache.prefix.bias[g]
-                    pre.append(sg.view(Hkv, b - a, G * n, -1).transpose(0, 1))
-                scores = torch.cat([torch.cat(pre), scores], dim=-1)  # (B, Hkv, G n, C + end)
-            probs = torch.softmax(scores, dim=-1)
-            att = probs[..., -span:] @ values  # (B, Hkv, G n, D)
-            if spans:
-                Cp = probs.shape[-1] - span
-                for g, a, b in spans:
-                    pg = probs[a:b, ..., :Cp].transpose(0, 1).reshape(Hkv, (b - a) * G * n, Cp)
-                    att[a:b] += (pg @ cache.prefix.v[li, g]).view(Hkv, b - a, G * n, D).transpose(0, 1)
+            if n > 1:
+                att = self._prefill_attention(q, li, cache, end, own_bias)
+            else:
+                att = self._decode_attention(q, li, cache, span, own_bias, spans)
             att = att.view(B, H, n, D).transpose(1, 2).reshape(B, n, H * D)
             if flat is not None:
                 att = att.view(B * n, H * D).index_select(0, flat)
@@ -299,6 +285,49 @@ class FastGenerator:
         if flat is not None:  # each row's last token is real (left padding): its place among the real tokens
             return self._rms(x[real.view(B, n).sum(1).cumsum(0) - 1], self.norm)
         return self._rms(x[:, -1], self.norm)  # (B, C)
+
+    def _prefill_attention(self, q, li, cache: Cache, end: int, own_bias) -> torch.Tensor:
+        """Prompt queries (B, H, n, D) over their group's prefix and their own slots [0, end), in one SDPA call.
+
+        Each row's keys are its group's prefix followed by its own slots: a copy of the prefix per row, cheap once
+        per prompt batch, which lets torch's fused attention kernel do the work (no (B, H, n, C + end) scores).
+        """
+        B, _, n, _ = q.shape
+        G = self.n_heads // self.n_kv
+        keys, values = cache.k[li, :, :, :end], cache.v[li, :, :, :end]
+        bias = own_bias[:, :, :n]  # (B, 1, n, end): the first of the G copies
+        if cache.prefix is not None:
+            g = cache.group
+            keys = torch.cat([cache.prefix.k[li][g], keys], dim=2)
+            values = torch.cat([cache.prefix.v[li][g], values], dim=2)
+            pre = cache.prefix.bias[g][:, None, None, :].expand(B, 1, n, -1)
+            bias = torch.cat([pre, bias], dim=-1)
+        return F.scaled_dot_product_attention(q, keys, values, attn_mask=bias, enable_gqa=G > 1)
+
+    def _decode_attention(self, q, li, cache: Cache, span: int, own_bias, spans) -> torch.Tensor:
+        """One query per row (B, H, 1, D): prefix keys read once per group, own slots [0, span) per row."""
+        B, H, n, D = q.shape
+        Hkv = self.n_kv
+        G = H // Hkv
+        scale = D**-0.5
+        q = q.reshape(B, Hkv, G * n, D)  # the G query heads of a KV head share its keys
+        keys, values = cache.k[li, :, :, :span], cache.v[li, :, :, :span]  # (B, Hkv, span, D)
+        scores = (q @ keys.transpose(-1, -2)) * scale + own_bias  # (B, Hkv, G n, end)
+        if spans:  # prefix keys are read once per group, for all of its rows at once
+            pre = []
+            for g, a, b in spans:
+                qg = q[a:b].transpose(0, 1).reshape(Hkv, (b - a) * G * n, D)
+                sg = (qg @ cache.prefix.k[li, g].transpose(-1, -2)) * scale + cache.prefix.bias[g]
+                pre.append(sg.view(Hkv, b - a, G * n, -1).transpose(0, 1))
+            scores = torch.cat([torch.cat(pre), scores], dim=-1)  # (B, Hkv, G n, C + end)
+        probs = torch.softmax(scores, dim=-1)
+        att = probs[..., -span:] @ values  # (B, Hkv, G n, D)
+        if spans:
+            Cp = probs.shape[-1] - span
+            for g, a, b in spans:
+                pg = probs[a:b, ..., :Cp].transpose(0, 1).reshape(Hkv, (b - a) * G * n, Cp)
+                att[a:b] += (pg @ cache.prefix.v[li, g]).view(Hkv, b - a, G * n, D).transpose(0, 1)
+        return att.view(B, H, n, D)
 
     def _logits(self, h: torch.Tensor) -> torch.Tensor:
         return linear(h, self.lm_head)  # (B, V)
