@@ -166,7 +166,7 @@ def main() -> None:
         ft = fast_timing
         row = {"B": B, "prompt_len": prompt_len, "roofline": roof, "sync_s": sync_s,
                "load": (load0 + os.getloadavg()[0]) / 2,
-               "prefill_share": ft["prefill_cpu_s"] / (ft["prefill_cpu_s"] + ft["decode_cpu_s"]),
+               "prefill_share": ft["prefill_s"] / (ft["prefill_s"] + ft["decode_s"]),
                "decode_tps": ft["decode_row_steps"] / max(ft["decode_s"], 1e-9),
                "decode_cpu_tps": ft["decode_row_steps"] / max(ft["decode_cpu_s"], 1e-9)}  # fmt: skip
         for name, (n_tok, n_turns, secs, cpu) in totals.items():
@@ -190,7 +190,7 @@ def _table(rows: list[dict], args, probe: Probe, params: int, weight_bytes: int)
     cmd = "python benchmarks/rollout_throughput.py " + " ".join(sys.argv[1:])
     head = ["games B", "prompt tokens", "load avg"]
     head += [f"{n} tok/s wall / CPU" for n in engines] + [f"{n} turns/s wall / CPU" for n in engines]
-    head += ["fast / roofline wall / CPU", "fast decode-only / roofline (CPU)", "fast prefill share (CPU)"]
+    head += ["fast / roofline wall / CPU", "fast decode-only tok/s / roofline", "fast prefill share"]
     head += [f"fast / {n} wall / CPU" for n in engines if n != "fast"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -198,7 +198,7 @@ def _table(rows: list[dict], args, probe: Probe, params: int, weight_bytes: int)
         cells += [f"{r[n][0]:.1f} / {r[n][2]:.1f}" for n in engines]
         cells += [f"{r[n][1]:.2f} / {r[n][3]:.2f}" for n in engines]
         f, roof = r["fast"], r["roofline"]
-        cells += [f"{f[0] / roof:.0%} / {f[2] / roof:.0%}", f"{r['decode_cpu_tps']:.1f} = {r['decode_cpu_tps'] / roof:.0%}",
+        cells += [f"{f[0] / roof:.0%} / {f[2] / roof:.0%}", f"{r['decode_tps']:.1f} = {r['decode_tps'] / roof:.0%}",
                   f"{r['prefill_share']:.0%}"]  # fmt: skip
         cells += [f"{f[0] / r[n][0]:.2f}x / {f[2] / r[n][2]:.2f}x" for n in engines if n != "fast"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -210,8 +210,8 @@ def _table(rows: list[dict], args, probe: Probe, params: int, weight_bytes: int)
         f"Command: `{cmd}`",
         "",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} torch thread(s) for every engine and probe; shared with other jobs while "
-        "measuring (the load average column; 2 would mean both cores busy).",
+        f"{torch.get_num_threads()} torch thread(s) for every engine and probe; load average while measuring in "
+        "the load column (this process alone gives about its thread count; more means other jobs shared the cores).",
         f"Probes (same run, best of 5): GEMM {probe.gemm_flops / 1e9:.0f} GFLOP/s ({probe.dtype}, 2048^3), copy "
         f"{probe.bandwidth / 1e9:.1f} GB/s; SmolLM2-135M-Instruct {params / 1e6:.1f} M parameters, "
         f"{weight_bytes / 1e6:.0f} MB of weights in {probe.dtype}.",
@@ -221,10 +221,11 @@ def _table(rows: list[dict], args, probe: Probe, params: int, weight_bytes: int)
         f"Sampling: temperature {args.temperature}, top_p 1, max_new_tokens {args.max_new_tokens}; "
         f"{args.rounds} round(s) of B concurrent games (Kuhn Poker v2 and TicTacToe alternating), every engine "
         "on the same prompts each round, engines interleaved in rotating order. tok/s and turns/s are end to end "
-        "per generate call (prefill included), per wall-clock second and per CPU second of this process (with "
-        "one thread, CPU time is the time the process actually ran, so it discounts the other jobs' share of "
-        "the cores; the probes take the best of 5 and so approximate an unshared core). 'decode-only' counts "
-        "the fast engine's decode steps alone.",
+        "per generate call (prefill included), per wall-clock second and per CPU second of this process (CPU time "
+        "sums its threads: with one thread it is the time the process actually ran, which discounts other jobs' "
+        "share of a busy machine; with T threads multiply the CPU rate by T to compare it with the wall rate). "
+        "The probes take the best of 5 and so approximate unshared cores. 'decode-only' counts the fast "
+        "engine's decode steps alone, per wall second.",
         "",
         *lines,
         "",

@@ -150,9 +150,13 @@ class FastGenerator:
         share_prefix: bool = True,
         compact_fraction: float = 0.125,
         prepack: bool | None = None,
+        grow: int = 32,
     ) -> None:
         base, cfg = _config(policy)
         self.prepack = can_prepack(dtype) if prepack is None else prepack
+        # The own cache starts with room for `grow` new tokens and grows by `grow` slots when full: a decode step
+        # attends to all its slots, so a cache sized for max_new_tokens up front would read mostly empty slots.
+        self.grow = grow
         self.dtype, self.batch_size, self.pad_id, self.share_prefix = dtype, batch_size, pad_id, share_prefix
         self.compact_fraction = compact_fraction  # compact the batch once this share of its rows has finished
         self.eos_ids = torch.tensor(sorted(set(eos_ids)))
@@ -338,6 +342,14 @@ class FastGenerator:
         return Cache(torch.zeros(shape, dtype=self.dtype), torch.zeros(shape, dtype=self.dtype),
                      torch.zeros((B, T), dtype=torch.bool), group, prefix)  # fmt: skip
 
+    def _resize(self, cache: Cache, keep: torch.Tensor, T: int, written: int) -> Cache:
+        """A cache of the rows `keep` with `T` slots, holding the first `written` slots of `cache`."""
+        out = self._new_cache(len(keep), T, cache.group[keep], cache.prefix)
+        out.k[:, :, :, :written] = cache.k[:, keep, :, :written]
+        out.v[:, :, :, :written] = cache.v[:, keep, :, :written]
+        out.valid[:, :written] = cache.valid[keep, :written]
+        return out
+
     def _prefill(
         self, prompts: list[list[int]], max_new: int
     ) -> tuple[torch.Tensor, Cache, torch.Tensor, int]:
@@ -363,7 +375,7 @@ class FastGenerator:
             prefix = Prefix(pre.k, pre.v, bias)
         rests = [p[c:] for p, c in zip(prompts, cut, strict=True)]
         S = max(len(r) for r in rests)
-        cache = self._new_cache(B, S + max_new, torch.tensor(group_of), prefix)
+        cache = self._new_cache(B, S + min(max_new, self.grow), torch.tensor(group_of), prefix)
         ids = torch.full((B, S), self.pad_id, dtype=torch.long)
         pos = torch.zeros((B, S), dtype=torch.long)
         for b, (r, c) in enumerate(zip(rests, cut, strict=True)):
@@ -419,13 +431,11 @@ class FastGenerator:
             n_alive = int(alive.sum())
             if t == max_new - 1 or n_alive == 0:
                 break
-            if len(rows) - n_alive >= max(1, self.compact_fraction * len(rows)):
-                keep = alive.nonzero().squeeze(-1)
-                small = self._new_cache(len(keep), cache.valid.shape[1], cache.group[keep], cache.prefix)
-                small.k[:, :, :, :slot] = cache.k[:, keep, :, :slot]  # only the slots written so far
-                small.v[:, :, :, :slot] = cache.v[:, keep, :, :slot]
-                small.valid.copy_(cache.valid[keep])
-                cache = small
+            compact = len(rows) - n_alive >= max(1, self.compact_fraction * len(rows))
+            if compact or slot == cache.valid.shape[1]:  # drop finished rows and/or add `grow` slots
+                keep = alive.nonzero().squeeze(-1) if compact else torch.arange(len(rows))
+                T = cache.valid.shape[1] + (self.grow if slot == cache.valid.shape[1] else 0)
+                cache = self._resize(cache, keep, min(T, slot + max_new - t), slot)
                 rows, new, next_pos, alive = rows[keep], new[keep], next_pos[keep], alive[keep]
             cache.valid[:, slot] = True
             h = self._forward(new[:, None], next_pos[:, None], cache, slot)
