@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spiral.engine import FastGenerator, sample_cdf
+from spiral.engine import FastGenerator, can_prepack, sample_cdf
+from spiral.model import cpu_has_fast_bf16
 from spiral.rollout import Generator, Sampling
 
 PAD, EOS = 0, 1
@@ -61,6 +62,33 @@ def test_greedy_equals_hf_generate_token_for_token(share_prefix):
     assert len({t for r in refs for t in r}) > 5  # the test model does not just repeat one token
     assert out.truncated == [r[-1] != eos for r in refs]
     assert not out.truncated[0] and len(out.tokens[0]) <= 7
+
+
+def test_a_cache_that_grows_in_small_steps_gives_the_same_tokens():
+    """grow=3 resizes the own cache ten times in 30 steps, interleaved with compactions; outputs must not change."""
+    model = sharp_llama()
+    prompts = make_prompts()
+    eos = hf_greedy(model, prompts[0], 30, eos=-1)[6]
+    out = FastGenerator(model, [eos], PAD, torch.float32, batch_size=5, grow=3).generate(
+        prompts, Sampling(temperature=0.0, max_new_tokens=30)
+    )
+    assert out.tokens == [hf_greedy(model, p, 30, eos) for p in prompts]
+
+
+def test_prepacked_bf16_weights_change_nothing():
+    model = sharp_llama(init=0.1)
+    if not (torch.backends.mkldnn.is_available() and cpu_has_fast_bf16()):
+        pytest.skip(
+            "no oneDNN or no native bf16 on this CPU: prepacking may be unavailable (F.linear is used)"
+        )
+    assert can_prepack(torch.bfloat16)  # packed results equal F.linear's (the start-up check)
+    prompts = make_prompts()
+    s = Sampling(1.0, 1.0, max_new_tokens=16)
+    packed = FastGenerator(model, [EOS], PAD, torch.bfloat16, batch_size=8, seed=4)
+    plain = FastGenerator(model, [EOS], PAD, torch.bfloat16, batch_size=8, seed=4, prepack=False)
+    assert packed.prepack and not plain.prepack and packed.layers[0].wgu.is_mkldnn
+    a, b = packed.generate(prompts, s), plain.generate(prompts, s)
+    assert a.tokens == b.tokens and a.logprobs == b.logprobs
 
 
 @pytest.mark.parametrize("temperature,top_p", [(1.0, 1.0), (0.7, 1.0), (1.0, 0.9), (0.0, 1.0)])
