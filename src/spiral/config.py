@@ -112,7 +112,14 @@ class WarmupSettings:
         "with \\boxed{move} appended",
     )
     max_per_action: int = opt(
-        0, "cap on kept answers per (game, legal move) in a round, against action bias (0 = none)"
+        0,
+        "cap on kept answers per move at each decision point (game, set of legal moves) in a round, "
+        "against action bias (0 = none)",
+    )
+    top_up: int = opt(
+        0,
+        "extra samples of each prompt seen at a decision point that kept fewer than max_per_action answers "
+        "for one of its moves (0 = none): covers rare decisions such as facing a bet",
     )
     epochs: int = opt(2, "passes over the kept answers per round")
     lr: float = opt(1e-5, "fine-tuning learning rate")
@@ -353,7 +360,7 @@ def validate(s: Settings) -> None:
     for key, v in [("run.steps", run.steps), ("warmup.rounds", w.rounds), ("eval.every", e.every),
                    ("eval.games", e.games), ("eval.num_envs", e.num_envs), ("learner.kl_coef", lr.kl_coef),
                    ("learner.warmup_steps", lr.warmup_steps), ("run.keep_checkpoints", run.keep_checkpoints),
-                   ("warmup.max_per_action", w.max_per_action), ("run.threads", run.threads),
+                   ("warmup.max_per_action", w.max_per_action), ("warmup.top_up", w.top_up), ("run.threads", run.threads),
                    ("learner.grad_clip", lr.grad_clip), ("learner.weight_decay", lr.weight_decay)]:  # fmt: skip
         _positive(key, v, allow_zero=True)
     if not 0 <= r.temperature <= 10 or not 0 <= e.temperature <= 10 or not 0 < w.temperature <= 10:

@@ -65,7 +65,8 @@ def accepted_answer(turn: Turn, accept: str) -> tuple[str, str] | None:
 def build_examples(
     turns: list[Turn], tokenizer, accept: str, max_per_action: int, stop_id: int
 ) -> list[Turn]:
-    """Turns re-tokenised as fine-tuning examples (answer + stop token), at most `max_per_action` per move."""
+    """Turns re-tokenised as fine-tuning examples (answer + stop token), at most `max_per_action` per move at
+    each decision point (game, set of legal moves)."""
     counts: Counter = Counter()
     out = []
     for t in turns:
@@ -73,14 +74,43 @@ def build_examples(
         if got is None:
             continue
         text, move = got
-        if max_per_action and counts[(t.env_id, move)] >= max_per_action:
+        key = (t.env_id, tuple(t.legal_actions), move)
+        if max_per_action and counts[key] >= max_per_action:
             continue
-        counts[(t.env_id, move)] += 1
+        counts[key] += 1
         ids = list(tokenizer(text, add_special_tokens=False)["input_ids"]) + [stop_id]
         out.append(
             Turn(t.game_id, t.env_id, t.role, t.prompt_ids, ids, [0.0] * len(ids), text, t.legal_actions)
         )
     return out
+
+
+def short_decisions(turns: list[Turn], examples: list[Turn], need: int) -> list[Turn]:
+    """Up to `need` turns of each decision point (game, legal moves) where a legal move has < `need` examples."""
+    kept = Counter(
+        (e.env_id, tuple(e.legal_actions), normalize_action(extract_boxed(e.response_text) or ""))
+        for e in examples
+    )
+    taken: Counter = Counter()
+    out = []
+    for t in turns:
+        point = (t.env_id, tuple(t.legal_actions))
+        if taken[point] < need and any(kept[(*point, normalize_action(a))] < need for a in t.legal_actions):
+            taken[point] += 1
+            out.append(t)
+    return out
+
+
+def top_up_turns(policy, turns: list[Turn], times: int, sampling: Sampling) -> list[Turn]:
+    """`times` fresh answers to each turn's prompt, as turns of the same decision point."""
+    prompts = [t.prompt_ids for t in turns for _ in range(times)]
+    gen = policy.generator.generate(prompts, sampling)
+    texts = policy.tokenizer.batch_decode(gen.tokens, skip_special_tokens=True)
+    src = [t for t in turns for _ in range(times)]
+    return [
+        Turn(t.game_id, t.env_id, t.role, t.prompt_ids, ids, lps, text, t.legal_actions)
+        for t, ids, lps, text in zip(src, gen.tokens, gen.logprobs, texts, strict=True)
+    ]
 
 
 def finetune(
@@ -142,6 +172,16 @@ def run_warmup(model, policy, collector: RolloutCollector, settings, log=print) 
             t1 = time.perf_counter()
             turns = collector.collect(w.samples).turns
             examples = build_examples(turns, policy.tokenizer, w.accept, w.max_per_action, stop_id)
+            if w.top_up and w.max_per_action:  # resample the prompts of decision points short of examples
+                short = short_decisions(turns, examples, w.max_per_action)
+                if short:
+                    extra = top_up_turns(policy, short, w.top_up, collector.sampling)
+                    examples = build_examples(
+                        turns + extra, policy.tokenizer, w.accept, w.max_per_action, stop_id
+                    )
+                    log(
+                        f"warm-up round {r + 1}: top-up sampled {len(extra)} answers at {len(short)} short turns"
+                    )
             kept_total += len(examples)
             t2 = time.perf_counter()
             seed = settings.run.seed + r

@@ -6,14 +6,32 @@ import torch
 
 from spiral.learner import collate, response_logprobs
 from spiral.rollout import Turn
-from spiral.warmup import accepted_answer, build_examples, finetune, valid_rates
+from spiral.warmup import (
+    accepted_answer,
+    build_examples,
+    finetune,
+    short_decisions,
+    top_up_turns,
+    valid_rates,
+)
 
 LEGAL = ["[check]", "[bet]"]
 
 
-def _turn(text: str, strict_ok: bool = False, lenient_ok: bool = False) -> Turn:
+def _turn(
+    text: str, strict_ok: bool = False, lenient_ok: bool = False, legal=LEGAL, prompt=(1, 2, 3)
+) -> Turn:
     return Turn(
-        0, "KuhnPoker-v2", 0, [1, 2, 3], [4], [0.0], text, LEGAL, strict_ok=strict_ok, lenient_ok=lenient_ok
+        0,
+        "KuhnPoker-v2",
+        0,
+        list(prompt),
+        [4],
+        [0.0],
+        text,
+        legal,
+        strict_ok=strict_ok,
+        lenient_ok=lenient_ok,
     )
 
 
@@ -62,3 +80,64 @@ def test_finetune_raises_the_likelihood_of_the_kept_answers(tiny):
     with torch.no_grad():
         after = (response_logprobs(model, batch) * batch["response_mask"]).sum().item()
     assert stats["sft_updates"] == 6 and after > before + 1.0
+
+
+FACING_BET = ["[call]", "[fold]"]
+
+
+def test_the_cap_counts_each_decision_point_apart(smol_tokenizer):
+    """'fold' at the [call] [fold] decision and 'check' at [check] [bet] have their own caps."""
+    turns = [_turn(f"{i} \\boxed{{check}}") for i in range(3)] + [
+        _turn(f"{i} \\boxed{{fold}}", legal=FACING_BET) for i in range(3)
+    ]
+    ex = build_examples(
+        turns, smol_tokenizer, "strict", max_per_action=2, stop_id=smol_tokenizer.eos_token_id
+    )
+    assert [e.response_text for e in ex] == [
+        "0 \\boxed{check}",
+        "1 \\boxed{check}",
+        "0 \\boxed{fold}",
+        "1 \\boxed{fold}",
+    ]
+
+
+def test_short_decisions_are_the_points_where_a_legal_move_lacks_examples(smol_tokenizer):
+    opener = [_turn(f"{i} \\boxed{{check}}", prompt=(1, i)) for i in range(2)] + [
+        _turn(f"{i} \\boxed{{bet}}", prompt=(2, i)) for i in range(2)
+    ]
+    facing = [_turn("\\boxed{bet}", legal=FACING_BET, prompt=(3, i)) for i in range(5)]  # all illegal
+    ex = build_examples(opener + facing, smol_tokenizer, "strict", 2, smol_tokenizer.eos_token_id)
+    short = short_decisions(opener + facing, ex, need=2)
+    assert short == facing[:2]  # the opener point is covered; at most `need` turns of the short point
+    assert short_decisions(opener + facing, ex, need=3) == opener[:3] + facing[:3]
+
+
+def test_top_up_samples_fresh_answers_at_the_same_decision_point(tiny):
+    from spiral.agents.lm import build_policy
+    from spiral.rollout import Sampling
+
+    model, tok = tiny
+    policy = build_policy(model, tok, gen_dtype="fp32", batch_size=8, seed=0)
+    prompt = tok("Facing a bet: call or fold?", add_special_tokens=False)["input_ids"]
+    src = _turn("\\boxed{bet}", legal=FACING_BET, prompt=prompt)
+    extra = top_up_turns(policy, [src], 3, Sampling(1.0, 1.0, 6))
+    assert len(extra) == 3
+    for t in extra:
+        assert t.prompt_ids == prompt and t.legal_actions == FACING_BET and t.env_id == src.env_id
+        assert len(t.response_ids) == len(t.old_logprobs) > 0
+        assert t.response_text == tok.decode(t.response_ids, skip_special_tokens=True)
+
+
+def test_a_run_with_top_up_resamples_short_decision_points(tmp_path, capsys):
+    from runkit.metrics import read_metrics
+    from spiral.cli import main
+
+    args = ["train", "--preset", "tiny-test", "--threads", "1", "--steps", "1", "--out", str(tmp_path / "r"),
+            "--set", "run.plots=false", "--set", "eval.every=0", "--set", "eval.at_start=false",
+            "--set", "warmup.rounds=1", "--set", "warmup.accept=lenient", "--set", "warmup.max_per_action=2",
+            "--set", "warmup.top_up=2"]  # fmt: skip
+    assert main(args) == 0
+    err = capsys.readouterr().err  # the trainer logs to stderr
+    assert "top-up sampled" in err  # a random tiny model leaves decision points short of examples
+    first = read_metrics(tmp_path / "r" / "metrics.jsonl")[0]
+    assert "warmup/examples" in first
