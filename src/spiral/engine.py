@@ -242,7 +242,6 @@ class FastGenerator:
         """
         B, n = ids.shape
         H, Hkv, D = self.n_heads, self.n_kv, self.head_dim
-        G = H // Hkv
         end = s0 + n
         # Prefill runs the projections and the MLP on the real tokens only (`flat`), not on the left padding:
         # prompts' own parts differ in length, and padding to the longest doubled the prefill's matmuls.
@@ -261,9 +260,7 @@ class FastGenerator:
         query_slot = s0 + torch.arange(n)
         mask = (cache.valid[:, None, :span] & (slot <= query_slot[:, None])) | (slot == query_slot[:, None])
         own_bias = torch.zeros(mask.shape).masked_fill_(~mask, float("-inf"))  # (B, n, span)
-        own_bias = own_bias.to(self.dtype).repeat(1, G, 1)[
-            :, None
-        ]  # (B, 1, G n, span): query row g * n + i is token i
+        own_bias = own_bias.to(self.dtype)[:, None]  # (B, 1, n, span); decode (n = 1) broadcasts over heads
         spans = cache.spans() if cache.prefix is not None and n == 1 else []
 
         def rope(t: torch.Tensor) -> torch.Tensor:
@@ -303,7 +300,7 @@ class FastGenerator:
         B, _, n, _ = q.shape
         G = self.n_heads // self.n_kv
         keys, values = cache.k[li, :, :, :end], cache.v[li, :, :, :end]
-        bias = own_bias[:, :, :n]  # (B, 1, n, end): the first of the G copies
+        bias = own_bias  # (B, 1, n, end)
         if cache.prefix is not None:
             g = cache.group
             keys = torch.cat([cache.prefix.k[li][g], keys], dim=2)
@@ -320,7 +317,7 @@ class FastGenerator:
         scale = D**-0.5
         q = q.reshape(B, Hkv, G * n, D)  # the G query heads of a KV head share its keys
         keys, values = cache.k[li, :, :, :span], cache.v[li, :, :, :span]  # (B, Hkv, span, D)
-        scores = (q @ keys.transpose(-1, -2)) * scale + own_bias  # (B, Hkv, G n, end)
+        scores = (q @ keys.transpose(-1, -2)) * scale + own_bias  # (B, Hkv, G, span)
         if spans:  # prefix keys are read once per group, for all of its rows at once
             pre = []
             for g, a, b in spans:
