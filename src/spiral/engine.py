@@ -311,28 +311,28 @@ class FastGenerator:
 
     def _decode_attention(self, q, li, cache: Cache, span: int, own_bias, spans) -> torch.Tensor:
         """One query per row (B, H, 1, D): prefix keys read once per group, own slots [0, span) per row."""
-        B, H, n, D = q.shape
+        B, H, _, D = q.shape
         Hkv = self.n_kv
         G = H // Hkv
         scale = D**-0.5
-        q = q.reshape(B, Hkv, G * n, D)  # the G query heads of a KV head share its keys
+        q = q.reshape(B, Hkv, G, D)  # the G query heads of a KV head share its keys
         keys, values = cache.k[li, :, :, :span], cache.v[li, :, :, :span]  # (B, Hkv, span, D)
         scores = (q @ keys.transpose(-1, -2)) * scale + own_bias  # (B, Hkv, G, span)
         if spans:  # prefix keys are read once per group, for all of its rows at once
             pre = []
             for g, a, b in spans:
-                qg = q[a:b].transpose(0, 1).reshape(Hkv, (b - a) * G * n, D)
+                qg = q[a:b].transpose(0, 1).reshape(Hkv, (b - a) * G, D)
                 sg = (qg @ cache.prefix.k[li, g].transpose(-1, -2)) * scale + cache.prefix.bias[g]
-                pre.append(sg.view(Hkv, b - a, G * n, -1).transpose(0, 1))
-            scores = torch.cat([torch.cat(pre), scores], dim=-1)  # (B, Hkv, G n, C + end)
+                pre.append(sg.view(Hkv, b - a, G, -1).transpose(0, 1))
+            scores = torch.cat([torch.cat(pre), scores], dim=-1)  # (B, Hkv, G, C + span)
         probs = torch.softmax(scores, dim=-1)
-        att = probs[..., -span:] @ values  # (B, Hkv, G n, D)
+        att = probs[..., -span:] @ values  # (B, Hkv, G, D)
         if spans:
             Cp = probs.shape[-1] - span
             for g, a, b in spans:
-                pg = probs[a:b, ..., :Cp].transpose(0, 1).reshape(Hkv, (b - a) * G * n, Cp)
-                att[a:b] += (pg @ cache.prefix.v[li, g]).view(Hkv, b - a, G * n, D).transpose(0, 1)
-        return att.view(B, H, n, D)
+                pg = probs[a:b, ..., :Cp].transpose(0, 1).reshape(Hkv, (b - a) * G, Cp)
+                att[a:b] += (pg @ cache.prefix.v[li, g]).view(Hkv, b - a, G, D).transpose(0, 1)
+        return att.view(B, H, 1, D)
 
     def _logits(self, h: torch.Tensor) -> torch.Tensor:
         return linear(h, self.lm_head)  # (B, V)
@@ -433,9 +433,10 @@ class FastGenerator:
             if t == max_new - 1 or n_alive == 0:
                 break
             compact = len(rows) - n_alive >= max(1, self.compact_fraction * len(rows))
-            if compact or slot == cache.valid.shape[1]:  # drop finished rows and/or add `grow` slots
+            full = slot == cache.valid.shape[1]
+            if compact or full:  # drop finished rows and/or add `grow` slots
                 keep = alive.nonzero().squeeze(-1) if compact else torch.arange(len(rows))
-                T = cache.valid.shape[1] + (self.grow if slot == cache.valid.shape[1] else 0)
+                T = cache.valid.shape[1] + (self.grow if full else 0)
                 cache = self._resize(cache, keep, min(T, slot + max_new - t), slot)
                 rows, new, next_pos, alive = rows[keep], new[keep], next_pos[keep], alive[keep]
             cache.valid[:, slot] = True

@@ -103,10 +103,9 @@ def short_decisions(turns: list[Turn], examples: list[Turn], need: int) -> list[
 
 def top_up_turns(policy, turns: list[Turn], times: int, sampling: Sampling) -> list[Turn]:
     """`times` fresh answers to each turn's prompt, as turns of the same decision point."""
-    prompts = [t.prompt_ids for t in turns for _ in range(times)]
-    gen = policy.generator.generate(prompts, sampling)
-    texts = policy.tokenizer.batch_decode(gen.tokens, skip_special_tokens=True)
     src = [t for t in turns for _ in range(times)]
+    gen = policy.generator.generate([t.prompt_ids for t in src], sampling)
+    texts = policy.tokenizer.batch_decode(gen.tokens, skip_special_tokens=True)
     return [
         Turn(t.game_id, t.env_id, t.role, t.prompt_ids, ids, lps, text, t.legal_actions)
         for t, ids, lps, text in zip(src, gen.tokens, gen.logprobs, texts, strict=True)
