@@ -164,7 +164,12 @@ def main() -> None:
                 engines[name] = Generator(model, eos, pad, dtype, batch_size=B, seed=args.seed)
             else:
                 t0 = time.perf_counter()
-                engines[name] = FastGenerator(model, eos, pad, dtype, batch_size=B, seed=args.seed)
+                native = (
+                    False if name == "fast-torch" else None
+                )  # fast-torch: the decode step without spiral.native
+                engines[name] = FastGenerator(
+                    model, eos, pad, dtype, batch_size=B, seed=args.seed, native=native
+                )
                 engines[name].load_weights(model)
                 sync_s = (time.perf_counter() - t0) / 2
         totals, prompt_len = play(engines, fmt, tok, B, args.rounds, sampling, args.seed, shift=bi)

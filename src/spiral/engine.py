@@ -97,6 +97,7 @@ class Prefix:
     k: torch.Tensor  # (L, Gr, Hkv, C, D)
     v: torch.Tensor  # (L, Gr, Hkv, C, D)
     bias: torch.Tensor  # (Gr, C) float: 0 for a real token, -inf for left padding
+    start: torch.Tensor  # (Gr,) int32: first real slot of each group (the padding is on the left)
 
 
 @dataclass
@@ -153,9 +154,22 @@ class FastGenerator:
         compact_fraction: float = 0.125,
         prepack: bool | None = None,
         grow: int = 32,
+        native: bool | None = None,
     ) -> None:
         base, cfg = _config(policy)
         self.prepack = can_prepack(dtype) if prepack is None else prepack
+        # Fused native decode kernels (spiral.native): None = use them when they build here.
+        self.kernels = None
+        if native is not False and dtype in (torch.float32, torch.bfloat16):
+            from spiral import native as native_mod
+
+            self.kernels = native_mod.load()
+            if self.kernels is not None and not self.kernels.supports(*self._attention_shape(cfg)):
+                self.kernels = None
+            if native and self.kernels is None:
+                raise RuntimeError(
+                    f"native decode kernels unavailable: {native_mod.error or 'unsupported shape'}"
+                )
         # The own cache starts with room for `grow` new tokens and grows by `grow` slots when full: a decode step
         # attends to all its slots, so a cache sized for max_new_tokens up front would read mostly empty slots.
         self.grow = grow
@@ -178,6 +192,11 @@ class FastGenerator:
             cos, sin = base.model.rotary_emb(probe, pos)  # (1, P, D) each, fp32
         self.cos, self.sin = cos[0].to(dtype), sin[0].to(dtype)  # HF casts them to the activation dtype
         self.load_weights(policy)
+
+    @staticmethod
+    def _attention_shape(cfg) -> tuple[int, int, int]:
+        heads = cfg.num_attention_heads
+        return heads, cfg.num_key_value_heads, getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
 
     # ----- weights -----
 
@@ -241,6 +260,8 @@ class FastGenerator:
         own slots up to its own (always including itself, so that padding queries stay finite).
         """
         B, n = ids.shape
+        if n == 1 and self.kernels is not None:
+            return self._decode_native(ids[:, 0], pos[:, 0].contiguous(), cache, s0)
         H, Hkv, D = self.n_heads, self.n_kv, self.head_dim
         end = s0 + n
         # Prefill runs the projections and the MLP on the real tokens only (`flat`), not on the left padding:
@@ -291,6 +312,38 @@ class FastGenerator:
             return self._rms(x[real.view(B, n).sum(1).cumsum(0) - 1], self.norm)
         return self._rms(x[:, -1], self.norm)  # (B, C)
 
+    def _decode_native(self, ids: torch.Tensor, pos: torch.Tensor, cache: Cache, s: int) -> torch.Tensor:
+        """`_forward` for one token per row with the fused kernels: 4 matmuls and 3 native calls per layer.
+
+        The native attention applies RoPE, writes slot `s` and attends to the prefix and the own slots [0, s];
+        norms are fused with the residual adds. The last hidden state, normed (B, C).
+        """
+        k = self.kernels
+        x = F.embedding(ids, self.embed)  # (B, C), the residual stream (updated in place)
+        h = torch.empty_like(x)
+        k.add_rms(x, None, self.layers[0].attn_norm, h, self.eps)
+        B, H, D = len(ids), self.n_heads, self.head_dim
+        att = x.new_empty(B, H * D)
+        pre = cache.prefix
+        layer_k, layer_p = cache.k[0].numel(), 0 if pre is None else pre.k[0].numel()
+        for li, layer in enumerate(self.layers):
+            qkv = linear(h, layer.wqkv)  # (B, (H + 2 Hkv) D)
+            k.attend(
+                qkv, pos, self.cos, self.sin, cache.k, cache.v, cache.valid, cache.group,
+                None if pre is None else pre.k, None if pre is None else pre.v,
+                None if pre is None else pre.start, att, H, self.n_kv, s, D**-0.5,
+                ck_offset=li * layer_k, pk_offset=li * layer_p,
+            )  # fmt: skip
+            k.add_rms(x, linear(att, layer.wo), layer.mlp_norm, h, self.eps)
+            gu = linear(h, layer.wgu)  # (B, 2 F)
+            act = gu.new_empty(B, gu.shape[1] // 2)
+            k.silu_mul(gu, act)
+            last = li + 1 == len(self.layers)
+            k.add_rms(
+                x, linear(act, layer.wdown), self.norm if last else self.layers[li + 1].attn_norm, h, self.eps
+            )
+        return h
+
     def _prefill_attention(self, q, li, cache: Cache, end: int, own_bias) -> torch.Tensor:
         """Prompt queries (B, H, n, D) over their group's prefix and their own slots [0, end), in one SDPA call.
 
@@ -340,8 +393,16 @@ class FastGenerator:
     def _new_cache(self, B: int, T: int, group: torch.Tensor, prefix: Prefix | None = None) -> Cache:
         shape = (len(self.layers), B, self.n_kv, T, self.head_dim)
         # Zeros: a decode step reads the unwritten slots too (masked; 0 * garbage could be NaN).
-        return Cache(torch.zeros(shape, dtype=self.dtype), torch.zeros(shape, dtype=self.dtype),
-                     torch.zeros((B, T), dtype=torch.bool), group, prefix)  # fmt: skip
+        k = torch.zeros(shape, dtype=self.dtype)
+        if (
+            self.kernels is not None
+        ):  # native decode: slots in blocks of 16, keys stored (.., D, T) under the view
+            T = -(-T // 16) * 16
+            shape = (*shape[:3], T, shape[4])
+            k = torch.zeros((*shape[:3], shape[4], T), dtype=self.dtype).transpose(-1, -2)
+        return Cache(
+            k, torch.zeros(shape, dtype=self.dtype), torch.zeros((B, T), dtype=torch.bool), group, prefix
+        )
 
     def _resize(self, cache: Cache, keep: torch.Tensor, T: int, written: int) -> Cache:
         """A cache of the rows `keep` with `T` slots, holding the first `written` slots of `cache`."""
@@ -360,6 +421,8 @@ class FastGenerator:
             raise ValueError(f"prompt + max_new_tokens exceeds the model's {self.max_positions} positions")
         groups, group_of, cut = plan_prefixes(prompts) if self.share_prefix else ([[]], [0] * B, [0] * B)
         C = max(len(g) for g in groups)
+        if C > 0 and self.kernels is not None:  # the native attention reads the prefix in blocks of 16 slots
+            C = -(-C // 16) * 16
         prefix = None
         if C > 0:  # each group's prefix once, left-padded to C
             Gr = len(groups)
@@ -373,7 +436,8 @@ class FastGenerator:
                     pre.valid[g, C - len(p) :] = True
             self._forward(ids, pos, pre, 0)
             bias = torch.zeros((Gr, C)).masked_fill_(~pre.valid, float("-inf")).to(self.dtype)
-            prefix = Prefix(pre.k, pre.v, bias)
+            start = torch.tensor([C - len(p) for p in groups], dtype=torch.int32)
+            prefix = Prefix(pre.k, pre.v, bias, start)
         rests = [p[c:] for p, c in zip(prompts, cut, strict=True)]
         S = max(len(r) for r in rests)
         cache = self._new_cache(B, S + min(max_new, self.grow), torch.tensor(group_of), prefix)

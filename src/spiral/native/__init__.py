@@ -1,0 +1,164 @@
+"""Fused native kernels for the fast engine's decode step, compiled on first use and loaded with ctypes.
+
+`load()` compiles `decode.cpp` with the system C++ compiler (`$CXX`, else c++ / g++ / clang++) for this
+machine's CPU (-march=native) into a cache folder (`$SPIRAL_NATIVE_CACHE`, else ~/.cache/spiral/native), keyed
+by the source, the flags, the compiler's version and the CPU's feature flags, so a cache shared between machines
+never hands one a binary built for another. The build writes to a temporary file and renames it (atomic); it
+takes a few seconds once per machine. Without a compiler `load()` returns None and the engine keeps its torch
+decode step (same results, slower); `SPIRAL_NATIVE=0` turns the kernels off.
+
+The library links libgomp.so.1 (OpenMP), which the dynamic loader resolves to the copy torch has already
+loaded: the kernels share torch's thread pool and its thread count (`torch.set_num_threads`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).with_name("decode.cpp")
+FLAGS = ["-O3", "-march=native", "-fopenmp", "-ffp-contract=fast", "-std=c++17", "-shared", "-fPIC"]
+ABI = 3
+DTYPES = {torch.float32: 0, torch.bfloat16: 1}
+
+_lib: Kernels | None = None
+_tried = False
+error: str | None = None  # why the kernels are unavailable (after a failed load)
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CXX"), "c++", "g++", "clang++"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _cpu_flags() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("SPIRAL_NATIVE_CACHE")
+    return Path(root) if root else Path.home() / ".cache" / "spiral" / "native"
+
+
+def build(cxx: str) -> Path:
+    """Compile the kernels (or find them in the cache); the path of the shared library."""
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False).stdout
+    key = hashlib.sha256(
+        "\0".join([SOURCE.read_text(), " ".join(FLAGS), version, _cpu_flags(), sys.platform]).encode()
+    ).hexdigest()[:16]
+    out = _cache_dir() / f"spiral_decode_{key}.so"
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
+    os.close(fd)
+    try:
+        proc = subprocess.run(
+            [cxx, *FLAGS, str(SOURCE), "-o", tmp], capture_output=True, text=True, check=False
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"{cxx} failed: {proc.stderr.strip()[-2000:]}")
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out
+
+
+class Kernels:
+    """ctypes bindings of decode.cpp (raw pointers of contiguous tensors)."""
+
+    def __init__(self, path: Path) -> None:
+        lib = ctypes.CDLL(str(path))
+        if lib.spiral_abi_version() != ABI:
+            raise RuntimeError(f"{path} has ABI {lib.spiral_abi_version()}, expected {ABI}")
+        P, I, F = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
+        lib.spiral_attend.argtypes = [I, P, P, P, P, P, P, P, P, P, P, P, P, I, I, I, I, I, I, I, F]
+        lib.spiral_attend.restype = ctypes.c_int
+        lib.spiral_add_rms.argtypes = [I, P, P, P, P, I, I, F]
+        lib.spiral_add_rms.restype = None
+        lib.spiral_silu_mul.argtypes = [I, P, P, I, I]
+        lib.spiral_silu_mul.restype = None
+        self.lib = lib
+
+    def attend(self, qkv, pos, cos, sin, ck, cv, valid, group, pk, pv, pstart, out, heads, kv_heads, s, scale,
+               ck_offset=0, pk_offset=0) -> None:  # fmt: skip
+        """RoPE, cache write at slot `s` and attention for one decode step (see decode.cpp `attend`).
+
+        qkv (B, (H + 2 Hkv) D); pos, group (B,) int64; cos/sin (P, D); ck/cv (.., B, Hkv, T, D) read from
+        `ck_offset` elements on (the layer), ck a transposed view of a (.., B, Hkv, D, T) tensor; valid (B, T)
+        bool; pk/pv (.., Gr, Hkv, C, D) from `pk_offset` (pk transposed likewise) or None; pstart (Gr,) int32
+        first real prefix slot of each group; out (B, H D). T and C are multiples of 16.
+        """
+        B, D, T = qkv.shape[0], cos.shape[1], valid.shape[1]
+        C = 0 if pk is None else pk.shape[-2]
+        if ck.stride(-2) != 1 or (pk is not None and pk.stride(-2) != 1):
+            raise ValueError(
+                "attend needs keys stored transposed: views (.., slots, D) of (.., D, slots) tensors"
+            )
+        size = ck.element_size()
+        if self.lib.spiral_attend(
+            DTYPES[qkv.dtype], qkv.data_ptr(), pos.data_ptr(), cos.data_ptr(), sin.data_ptr(),
+            ck.data_ptr() + ck_offset * size, cv.data_ptr() + ck_offset * size, valid.data_ptr(),
+            group.data_ptr(), None if pk is None else pk.data_ptr() + pk_offset * size,
+            None if pv is None else pv.data_ptr() + pk_offset * size,
+            None if pstart is None else pstart.data_ptr(), out.data_ptr(), B, heads, kv_heads, D, T, C, s, scale,
+        ):  # fmt: skip
+            raise ValueError(
+                f"attention kernel does not support {heads} heads, {kv_heads} KV heads, head_dim {D}"
+            )
+
+    @staticmethod
+    def supports(heads: int, kv_heads: int, head_dim: int) -> bool:
+        """Whether `attend` handles this attention shape (head_dim 16-128 in powers of 2, <= 8 query heads per KV head)."""
+        return head_dim in (16, 32, 64, 128) and heads % kv_heads == 0 and heads // kv_heads <= 8
+
+    def add_rms(self, x, y, w, out, eps: float) -> None:
+        """x += y (y may be None), out = w * rms_norm(x); x, y, out (B, C)."""
+        self.lib.spiral_add_rms(
+            DTYPES[x.dtype], x.data_ptr(), None if y is None else y.data_ptr(), w.data_ptr(), out.data_ptr(),
+            x.shape[0], x.shape[1], eps,
+        )  # fmt: skip
+
+    def silu_mul(self, gu, out) -> None:
+        """out = silu(gate) * up for gu = [gate | up] (B, 2F); out (B, F)."""
+        self.lib.spiral_silu_mul(DTYPES[gu.dtype], gu.data_ptr(), out.data_ptr(), gu.shape[0], out.shape[1])
+
+
+def load() -> Kernels | None:
+    """The compiled kernels, or None (no compiler, a failed build, or SPIRAL_NATIVE=0); `error` says why."""
+    global _lib, _tried, error
+    if _tried:
+        return _lib
+    _tried = True
+    if os.environ.get("SPIRAL_NATIVE", "1") == "0":
+        error = "turned off by SPIRAL_NATIVE=0"
+        return None
+    cxx = _compiler()
+    if cxx is None:
+        error = "no C++ compiler found (set CXX)"
+        return None
+    try:
+        _lib = Kernels(build(cxx))
+    except (OSError, RuntimeError) as e:
+        error = str(e)
+        _lib = None
+    return _lib

@@ -1,0 +1,313 @@
+// Fused CPU kernels for one decode step of a Llama-architecture model (spiral.engine.FastGenerator).
+//
+// Built on first use by spiral/native/__init__.py (the system C++ compiler, -O3 -march=native -fopenmp) and
+// loaded with ctypes; every entry point takes raw pointers to contiguous tensors. Each kernel exists for fp32
+// (float) and bf16 (uint16_t holding the bf16 bits); arithmetic is in fp32. Element-wise steps follow the Hugging
+// Face Llama forward op by op and round to bf16 where the bf16 model rounds (round to nearest even, as torch
+// does); products and sums may be fused (-ffp-contract=fast), so fp32 results can differ from torch's in the last
+// bit. Attention keeps scores, softmax and the weighted values in fp32 (the bf16 model rounds scores and
+// probabilities to bf16), so its output is at least as close to the fp32 computation.
+// OpenMP: the library links libgomp.so.1, which resolves to the copy torch has already loaded, so these loops
+// share torch's thread pool and thread count.
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+namespace {
+
+inline float bf2f(uint16_t b) {
+  uint32_t u = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+inline uint16_t f2bf(float f) {  // round to nearest even; NaN stays NaN
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+// Storage types: load as float, store with the rounding of the type, and round an intermediate result to
+// what the type would hold (identity for float).
+inline float ld(const float* p, long i) { return p[i]; }
+inline float ld(const uint16_t* p, long i) { return bf2f(p[i]); }
+inline void st(float* p, long i, float v) { p[i] = v; }
+inline void st(uint16_t* p, long i, float v) { p[i] = f2bf(v); }
+template <typename T> inline float rnd(float v);
+template <> inline float rnd<float>(float v) { return v; }
+template <> inline float rnd<uint16_t>(float v) { return bf2f(f2bf(v)); }
+
+// exp(x) for x <= 0 by range reduction and a degree-7 polynomial: within ~2 ulp of expf, and (unlike a libm
+// call) vectorised by the compiler.
+inline float exp_neg(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  const float n = std::nearbyint(x * 1.44269504088896341f);
+  float r = std::fma(n, -0.693145751953125f, x);
+  r = std::fma(n, -1.428606765330187045e-06f, r);
+  float p = 1.9875691500e-4f;
+  p = std::fma(p, r, 1.3981999507e-3f);
+  p = std::fma(p, r, 8.3334519073e-3f);
+  p = std::fma(p, r, 4.1665795894e-2f);
+  p = std::fma(p, r, 1.6666665459e-1f);
+  p = std::fma(p, r, 5.0000001201e-1f);
+  p = std::fma(p * r, r, r) + 1.0f;
+  int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, 4);
+  return p * scale;
+}
+
+// RoPE as Hugging Face applies it: out = x * cos + rotate_half(x) * sin, each product and the sum rounded to T.
+template <typename T>
+inline void rope(const T* x, const T* cos, const T* sin, int D, float* out) {
+  const int half = D / 2;
+  for (int d = 0; d < half; ++d)
+    out[d] = rnd<T>(rnd<T>(ld(x, d) * ld(cos, d)) + rnd<T>(-ld(x, d + half) * ld(sin, d)));
+  for (int d = half; d < D; ++d)
+    out[d] = rnd<T>(rnd<T>(ld(x, d) * ld(cos, d)) + rnd<T>(ld(x, d - half) * ld(sin, d)));
+}
+
+// Vectors of 16 floats (GCC/Clang vector extensions: one AVX-512 register, two AVX2 ones, four NEON ones).
+typedef float v16f __attribute__((vector_size(64)));
+typedef uint32_t v16u __attribute__((vector_size(64)));
+typedef uint16_t v16h __attribute__((vector_size(32)));
+
+inline v16f load16(const float* p) {
+  v16f v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline v16f load16(const uint16_t* p) {
+  v16h h;
+  std::memcpy(&h, p, sizeof h);
+  const v16u u = __builtin_convertvector(h, v16u) << 16;
+  v16f v;
+  std::memcpy(&v, &u, sizeof v);
+  return v;
+}
+// Scores (scaled) of the G queries q (G x D floats) against the keys of slots [t0, t1) (t0, t1 multiples of 16)
+// of a transposed key block kt (D rows of `stride` slots), written to sc[g * n + off + t - t0].
+template <typename T, int D, int G>
+inline void scores(const float* q, const T* kt, long stride, int t0, int t1, float scale, float* sc, long n,
+                   long off) {
+  constexpr int P = 4;  // independent partial sums per query (hides the add latency)
+  for (int t = t0; t < t1; t += 16) {
+    v16f acc[G][P] = {};
+    for (int d = 0; d < D; d += P)
+      for (int p = 0; p < P; ++p) {
+        const v16f k = load16(kt + (d + p) * stride + t);
+        for (int g = 0; g < G; ++g) acc[g][p] += q[g * D + d + p] * k;
+      }
+    for (int g = 0; g < G; ++g) {
+      const v16f a = ((acc[g][0] + acc[g][1]) + (acc[g][2] + acc[g][3])) * scale;
+      std::memcpy(sc + g * n + off + (t - t0), &a, sizeof(v16f));
+    }
+  }
+}
+
+// acc[g] += sum over t in [t0, t1) of p[g * n + off + t - t0] * values[t], skipping slots with ok[t] == 0 (ok
+// may be null). values: rows of D.
+template <typename T, int D, int G>
+inline void mix(v16f (*acc)[D / 16], const T* values, int t0, int t1, const uint8_t* ok, const float* p, long n,
+                long off) {
+  constexpr int NV = D / 16;
+  for (int t = t0; t < t1; ++t) {
+    if (ok != nullptr && !ok[t]) continue;
+    v16f v[NV];
+    for (int j = 0; j < NV; ++j) v[j] = load16(values + static_cast<long>(t) * D + j * 16);
+    for (int g = 0; g < G; ++g) {
+      const float w = p[g * n + off + t - t0];
+      for (int j = 0; j < NV; ++j) acc[g][j] += w * v[j];
+    }
+  }
+}
+
+// One decode step of attention for every (row, KV head): RoPE on the row's G query heads and its new key, the
+// new key/value written to own-cache slot `s`, then softmax attention of the G query heads over the row's group
+// prefix (slots [pstart[grp], C) of prefix group grp) and the row's valid own slots [0, s].
+// Keys are stored transposed, (.., D, slots), so that one vector op scores 16 slots; values as (.., slots, D).
+// Tslots and C are multiples of 16 (blocks of 16 slots are read whole; slots past s are zero and masked).
+template <typename T, int D, int G>
+void attend(const T* qkv, const int64_t* pos, const T* cos, const T* sin, T* ck, T* cv, const uint8_t* valid,
+            const int64_t* group, const T* pk, const T* pv, const int32_t* pstart, T* out, int B, int Hkv,
+            int Tslots, int C, int s, float scale) {
+  constexpr int NV = D / 16;
+  const int H = G * Hkv;
+  const long row = static_cast<long>(H + 2 * Hkv) * D;
+  const int own_end = (s + 16) / 16 * 16;  // slots [0, s] in whole blocks
+#pragma omp parallel
+  {
+    std::vector<float> q(static_cast<size_t>(G) * D), kr(D);
+    std::vector<float> sc(static_cast<size_t>(G) * (C + own_end));
+#pragma omp for schedule(static)
+    for (long task = 0; task < static_cast<long>(B) * Hkv; ++task) {
+      const int b = static_cast<int>(task / Hkv), h = static_cast<int>(task % Hkv);
+      const T* x = qkv + b * row;
+      const T* c = cos + pos[b] * D;
+      const T* sn = sin + pos[b] * D;
+      for (int g = 0; g < G; ++g) rope(x + static_cast<long>(h * G + g) * D, c, sn, D, q.data() + g * D);
+      rope(x + static_cast<long>(H + h) * D, c, sn, D, kr.data());
+      T* kt = ck + (static_cast<long>(b) * Hkv + h) * D * Tslots;
+      T* vh = cv + (static_cast<long>(b) * Hkv + h) * Tslots * D;
+      const T* vnew = x + static_cast<long>(H + Hkv + h) * D;
+      for (int d = 0; d < D; ++d) {
+        st(kt, d * static_cast<long>(Tslots) + s, kr[d]);
+        vh[static_cast<long>(s) * D + d] = vnew[d];
+      }
+      const int grp = C > 0 ? static_cast<int>(group[b]) : 0;
+      const int p0 = C > 0 ? pstart[grp] : C;
+      const int pb = p0 / 16 * 16;  // first prefix block read
+      const long n = (C - pb) + own_end;
+      float* sc0 = sc.data();
+      if (C > p0) {
+        const T* pkt = pk + (static_cast<long>(grp) * Hkv + h) * D * C;
+        scores<T, D, G>(q.data(), pkt, C, pb, C, scale, sc0, n, 0);
+      }
+      scores<T, D, G>(q.data(), kt, Tslots, 0, own_end, scale, sc0, n, C - pb);
+      const uint8_t* ok = valid + static_cast<long>(b) * Tslots;
+      float zs[G];
+      for (int g = 0; g < G; ++g) {  // masks, then softmax numerators in place (slot s is always valid)
+        float* r = sc0 + g * n;
+        for (int t = pb; t < p0; ++t) r[t - pb] = -INFINITY;
+        float* own = r + (C - pb);
+        for (int t = 0; t < own_end; ++t)
+          if (t > s || !ok[t]) own[t] = -INFINITY;
+        float m = -INFINITY;
+#pragma omp simd reduction(max : m)
+        for (long i = 0; i < n; ++i) m = r[i] > m ? r[i] : m;
+        float z = 0.0f;
+#pragma omp simd reduction(+ : z)
+        for (long i = 0; i < n; ++i) {
+          r[i] = r[i] == -INFINITY ? 0.0f : exp_neg(r[i] - m);
+          z += r[i];
+        }
+        zs[g] = z;
+      }
+      v16f acc[G][NV] = {};
+      if (C > p0)
+        mix<T, D, G>(acc, pv + (static_cast<long>(grp) * Hkv + h) * C * D, p0, C, nullptr, sc0, n, p0 - pb);
+      mix<T, D, G>(acc, vh, 0, s + 1, ok, sc0, n, C - pb);
+      for (int g = 0; g < G; ++g) {
+        const float inv = 1.0f / zs[g];
+        T* o = out + static_cast<long>(b) * H * D + static_cast<long>(h * G + g) * D;
+        for (int j = 0; j < NV; ++j)
+          for (int l = 0; l < 16; ++l) st(o, j * 16 + l, acc[g][j][l] * inv);
+      }
+    }
+  }
+}
+
+template <typename T, int D>
+int attend_d(const T* qkv, const int64_t* pos, const T* cos, const T* sin, T* ck, T* cv, const uint8_t* valid,
+             const int64_t* group, const T* pk, const T* pv, const int32_t* pstart, T* out, int B, int G, int Hkv,
+             int Tslots, int C, int s, float scale) {
+#define SPIRAL_ATTEND(GG) \
+  attend<T, D, GG>(qkv, pos, cos, sin, ck, cv, valid, group, pk, pv, pstart, out, B, Hkv, Tslots, C, s, scale)
+  switch (G) {
+    case 1: SPIRAL_ATTEND(1); return 0;
+    case 2: SPIRAL_ATTEND(2); return 0;
+    case 3: SPIRAL_ATTEND(3); return 0;
+    case 4: SPIRAL_ATTEND(4); return 0;
+    case 6: SPIRAL_ATTEND(6); return 0;
+    case 8: SPIRAL_ATTEND(8); return 0;
+    default: return 1;
+  }
+#undef SPIRAL_ATTEND
+}
+
+template <typename T>
+int attend_any(const T* qkv, const int64_t* pos, const T* cos, const T* sin, T* ck, T* cv, const uint8_t* valid,
+               const int64_t* group, const T* pk, const T* pv, const int32_t* pstart, T* out, int B, int H,
+               int Hkv, int D, int Tslots, int C, int s, float scale) {
+  if (H % Hkv != 0 || Tslots % 16 != 0 || C % 16 != 0) return 1;
+  const int G = H / Hkv;
+  switch (D) {
+    case 16: return attend_d<T, 16>(qkv, pos, cos, sin, ck, cv, valid, group, pk, pv, pstart, out, B, G, Hkv, Tslots, C, s, scale);
+    case 32: return attend_d<T, 32>(qkv, pos, cos, sin, ck, cv, valid, group, pk, pv, pstart, out, B, G, Hkv, Tslots, C, s, scale);
+    case 64: return attend_d<T, 64>(qkv, pos, cos, sin, ck, cv, valid, group, pk, pv, pstart, out, B, G, Hkv, Tslots, C, s, scale);
+    case 128: return attend_d<T, 128>(qkv, pos, cos, sin, ck, cv, valid, group, pk, pv, pstart, out, B, G, Hkv, Tslots, C, s, scale);
+    default: return 1;
+  }
+}
+
+// x += y (when y is given; rounded to T as the residual stream is), then out = w * rms_norm(x) as Hugging
+// Face's LlamaRMSNorm computes it: fp32 statistics, the normalised row rounded to T, then scaled by w.
+template <typename T>
+void add_rms(T* x, const T* y, const T* w, T* out, int B, int Cdim, float eps) {
+#pragma omp parallel for schedule(static)
+  for (int b = 0; b < B; ++b) {
+    T* xb = x + static_cast<long>(b) * Cdim;
+    T* ob = out + static_cast<long>(b) * Cdim;
+    if (y != nullptr) {
+      const T* yb = y + static_cast<long>(b) * Cdim;
+      for (int i = 0; i < Cdim; ++i) st(xb, i, ld(xb, i) + ld(yb, i));
+    }
+    float ss = 0.0f;
+#pragma omp simd reduction(+ : ss)
+    for (int i = 0; i < Cdim; ++i) ss += ld(xb, i) * ld(xb, i);
+    const float inv = 1.0f / std::sqrt(ss / static_cast<float>(Cdim) + eps);
+    for (int i = 0; i < Cdim; ++i) st(ob, i, ld(w, i) * rnd<T>(ld(xb, i) * inv));
+  }
+}
+
+// out = silu(gate) * up for gu = [gate | up] (B, 2F); silu rounded to T before the product, as in torch.
+template <typename T>
+void silu_mul(const T* gu, T* out, int B, int Fdim) {
+#pragma omp parallel for schedule(static)
+  for (int b = 0; b < B; ++b) {
+    const T* g = gu + static_cast<long>(b) * 2 * Fdim;
+    const T* u = g + Fdim;
+    T* o = out + static_cast<long>(b) * Fdim;
+#pragma omp simd
+    for (int i = 0; i < Fdim; ++i) {
+      const float v = ld(g, i);
+      const float e = v >= 0.0f ? exp_neg(-v) : exp_neg(v);  // exp(-|v|)
+      const float sig = v >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
+      st(o, i, rnd<T>(v * sig) * ld(u, i));
+    }
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+// dtype: 0 = fp32, 1 = bf16 (all tensors of one call share it; ids, positions and groups are int64).
+int spiral_attend(int dtype, const void* qkv, const int64_t* pos, const void* cos, const void* sin, void* ck,
+                   void* cv, const uint8_t* valid, const int64_t* group, const void* pk, const void* pv,
+                   const int32_t* pstart, void* out, int B, int H, int Hkv, int D, int Tslots, int C, int s,
+                   float scale) {
+  if (dtype == 1)
+    return attend_any(static_cast<const uint16_t*>(qkv), pos, static_cast<const uint16_t*>(cos),
+           static_cast<const uint16_t*>(sin), static_cast<uint16_t*>(ck), static_cast<uint16_t*>(cv), valid,
+           group, static_cast<const uint16_t*>(pk), static_cast<const uint16_t*>(pv), pstart,
+           static_cast<uint16_t*>(out), B, H, Hkv, D, Tslots, C, s, scale);
+  return attend_any(static_cast<const float*>(qkv), pos, static_cast<const float*>(cos), static_cast<const float*>(sin),
+           static_cast<float*>(ck), static_cast<float*>(cv), valid, group, static_cast<const float*>(pk),
+           static_cast<const float*>(pv), pstart, static_cast<float*>(out), B, H, Hkv, D, Tslots, C, s, scale);
+}
+
+void spiral_add_rms(int dtype, void* x, const void* y, const void* w, void* out, int B, int Cdim, float eps) {
+  if (dtype == 1)
+    add_rms(static_cast<uint16_t*>(x), static_cast<const uint16_t*>(y), static_cast<const uint16_t*>(w),
+            static_cast<uint16_t*>(out), B, Cdim, eps);
+  else
+    add_rms(static_cast<float*>(x), static_cast<const float*>(y), static_cast<const float*>(w),
+            static_cast<float*>(out), B, Cdim, eps);
+}
+
+void spiral_silu_mul(int dtype, const void* gu, void* out, int B, int Fdim) {
+  if (dtype == 1)
+    silu_mul(static_cast<const uint16_t*>(gu), static_cast<uint16_t*>(out), B, Fdim);
+  else
+    silu_mul(static_cast<const float*>(gu), static_cast<float*>(out), B, Fdim);
+}
+
+int spiral_abi_version() { return 3; }
+
+}  // extern "C"
