@@ -33,16 +33,24 @@ SUPPORTED = ("llama",)
 
 
 def sample_cdf(
-    logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None
+    logits: torch.Tensor,
+    temperature: float,
+    top_p: float,
+    generator: torch.Generator | None,
+    kernels=None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Same distribution and log-probs as `rollout.sample_tokens`, drawn by inverse CDF (one uniform per row).
 
     `torch.multinomial` draws one exponential per vocabulary entry (~100 ms a step at 64 rows x 49k ids on
-    this CPU); a float64 cumulative sum and a binary search cost a few ms. Greedy and top_p < 1 defer to
-    `sample_tokens` (top_p truncation is rare: the presets train with top_p = 1).
+    this CPU); a float64 cumulative sum and a binary search cost a few ms, the native kernel (`kernels`,
+    spiral.native) about 1 ms with the same uniforms. Greedy and top_p < 1 defer to `sample_tokens` (top_p
+    truncation is rare: the presets train with top_p = 1).
     """
     if temperature == 0 or top_p < 1.0:
         return sample_tokens(logits, temperature, top_p, generator)
+    if kernels is not None and logits.is_contiguous():  # the same draw in one native pass per row
+        u = torch.rand(len(logits), generator=generator, dtype=torch.float64)
+        return kernels.sample(logits, u, temperature)
     logp = torch.log_softmax(logits.float() / temperature, dim=-1)  # (B, V)
     cdf = logp.double().exp_().cumsum_(-1)  # (B, V)
     u = torch.rand((len(cdf), 1), generator=generator, dtype=torch.float64) * cdf[:, -1:]
@@ -392,17 +400,17 @@ class FastGenerator:
 
     def _new_cache(self, B: int, T: int, group: torch.Tensor, prefix: Prefix | None = None) -> Cache:
         shape = (len(self.layers), B, self.n_kv, T, self.head_dim)
-        # Zeros: a decode step reads the unwritten slots too (masked; 0 * garbage could be NaN).
-        k = torch.zeros(shape, dtype=self.dtype)
-        if (
-            self.kernels is not None
-        ):  # native decode: slots in blocks of 16, keys stored (.., D, T) under the view
+        if self.kernels is None:
+            # Zeros: the torch decode step reads the unwritten slots too (masked; 0 * garbage could be NaN).
+            k, v = torch.zeros(shape, dtype=self.dtype), torch.zeros(shape, dtype=self.dtype)
+        else:
+            # Native decode: slots in blocks of 16, keys stored (.., D, T) under the (.., T, D) view. The kernel
+            # overwrites the scores of unwritten slots and never reads their values: no zero fill needed.
             T = -(-T // 16) * 16
             shape = (*shape[:3], T, shape[4])
-            k = torch.zeros((*shape[:3], shape[4], T), dtype=self.dtype).transpose(-1, -2)
-        return Cache(
-            k, torch.zeros(shape, dtype=self.dtype), torch.zeros((B, T), dtype=torch.bool), group, prefix
-        )
+            k = torch.empty((*shape[:3], shape[4], T), dtype=self.dtype).transpose(-1, -2)
+            v = torch.empty(shape, dtype=self.dtype)
+        return Cache(k, v, torch.zeros((B, T), dtype=torch.bool), group, prefix)
 
     def _resize(self, cache: Cache, keep: torch.Tensor, T: int, written: int) -> Cache:
         """A cache of the rows `keep` with `T` slots, holding the first `written` slots of `cache`."""
@@ -482,7 +490,7 @@ class FastGenerator:
         lps: list[list[float]] = [[] for _ in range(B)]
         truncated = [True] * B
         for t in range(max_new):
-            new, lp = sample_cdf(logits, sampling.temperature, sampling.top_p, self.rng)
+            new, lp = sample_cdf(logits, sampling.temperature, sampling.top_p, self.rng, self.kernels)
             live = alive.nonzero().squeeze(-1)
             for r, tok, logp in zip(rows[live].tolist(), new[live].tolist(), lp[live].tolist(), strict=True):
                 toks[r].append(tok)

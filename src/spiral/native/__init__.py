@@ -26,7 +26,7 @@ import torch
 
 SOURCE = Path(__file__).with_name("decode.cpp")
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-ffp-contract=fast", "-std=c++17", "-shared", "-fPIC"]
-ABI = 3
+ABI = 4
 DTYPES = {torch.float32: 0, torch.bfloat16: 1}
 
 _lib: Kernels | None = None
@@ -97,6 +97,8 @@ class Kernels:
         lib.spiral_add_rms.restype = None
         lib.spiral_silu_mul.argtypes = [I, P, P, I, I]
         lib.spiral_silu_mul.restype = None
+        lib.spiral_sample.argtypes = [I, P, P, I, I, F, P, P]
+        lib.spiral_sample.restype = None
         self.lib = lib
 
     def attend(self, qkv, pos, cos, sin, ck, cv, valid, group, pk, pv, pstart, out, heads, kv_heads, s, scale,
@@ -141,6 +143,17 @@ class Kernels:
     def silu_mul(self, gu, out) -> None:
         """out = silu(gate) * up for gu = [gate | up] (B, 2F); out (B, F)."""
         self.lib.spiral_silu_mul(DTYPES[gu.dtype], gu.data_ptr(), out.data_ptr(), gu.shape[0], out.shape[1])
+
+    def sample(self, logits, u, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Ids (B,) and log-probs (B,) drawn from softmax(logits / temperature) (B, V) by inverse CDF at the
+        uniforms u (B,) float64: the id where the cumulative probability first exceeds u."""
+        B, V = logits.shape
+        ids, logp = torch.empty(B, dtype=torch.int64), torch.empty(B, dtype=torch.float32)
+        self.lib.spiral_sample(
+            DTYPES[logits.dtype], logits.data_ptr(), u.data_ptr(), B, V, 1.0 / temperature, ids.data_ptr(),
+            logp.data_ptr(),
+        )  # fmt: skip
+        return ids, logp
 
 
 def load() -> Kernels | None:

@@ -273,6 +273,61 @@ void silu_mul(const T* gu, T* out, int B, int Fdim) {
   }
 }
 
+// One token per row of logits (B, V) from softmax(logits / temperature) by inverse CDF with the uniform u[b] in
+// [0, 1): ids[b] and its log-prob logp[b]. Three passes over a row: the max, exp sums per block of 256 ids
+// (vectorised), then the crossing block's ids one by one.
+template <typename T>
+void sample(const T* logits, const double* u, int B, int V, float inv_temp, int64_t* ids, float* logp) {
+  constexpr int kBlock = 256;
+  const int nblocks = (V + kBlock - 1) / kBlock;
+#pragma omp parallel
+  {
+    std::vector<double> sums(nblocks);
+#pragma omp for schedule(static)
+    for (int b = 0; b < B; ++b) {
+      const T* x = logits + static_cast<long>(b) * V;
+      float m = -INFINITY;
+#pragma omp simd reduction(max : m)
+      for (int i = 0; i < V; ++i) m = ld(x, i) * inv_temp > m ? ld(x, i) * inv_temp : m;
+      double z = 0.0;
+      for (int k = 0; k < nblocks; ++k) {
+        const int end = (k + 1) * kBlock < V ? (k + 1) * kBlock : V;
+        float part = 0.0f;
+#pragma omp simd reduction(+ : part)
+        for (int i = k * kBlock; i < end; ++i) part += exp_neg(ld(x, i) * inv_temp - m);
+        sums[k] = part;
+        z += part;
+      }
+      const double thr = u[b] * z;
+      double c = 0.0;
+      int pick = -1, last = 0;
+      for (int k = 0; k < nblocks && pick < 0; ++k) {
+        const int end = (k + 1) * kBlock < V ? (k + 1) * kBlock : V;
+        if (sums[k] > 0.0) last = k;
+        if (c + sums[k] <= thr) {
+          c += sums[k];
+          continue;
+        }
+        for (int i = k * kBlock; i < end; ++i) {
+          c += exp_neg(ld(x, i) * inv_temp - m);
+          if (c > thr) {
+            pick = i;
+            break;
+          }
+        }
+      }
+      if (pick < 0) {  // rounding left the threshold past the total: the last id with mass
+        const int end = (last + 1) * kBlock < V ? (last + 1) * kBlock : V;
+        for (int i = last * kBlock; i < end; ++i)
+          if (exp_neg(ld(x, i) * inv_temp - m) > 0.0f) pick = i;
+        if (pick < 0) pick = V - 1;
+      }
+      ids[b] = pick;
+      logp[b] = ld(x, pick) * inv_temp - m - static_cast<float>(std::log(z));
+    }
+  }
+}
+
 }  // namespace
 
 extern "C" {
@@ -308,6 +363,14 @@ void spiral_silu_mul(int dtype, const void* gu, void* out, int B, int Fdim) {
     silu_mul(static_cast<const float*>(gu), static_cast<float*>(out), B, Fdim);
 }
 
-int spiral_abi_version() { return 3; }
+void spiral_sample(int dtype, const void* logits, const double* u, int B, int V, float inv_temp, int64_t* ids,
+                   float* logp) {
+  if (dtype == 1)
+    sample(static_cast<const uint16_t*>(logits), u, B, V, inv_temp, ids, logp);
+  else
+    sample(static_cast<const float*>(logits), u, B, V, inv_temp, ids, logp);
+}
+
+int spiral_abi_version() { return 4; }
 
 }  // extern "C"
