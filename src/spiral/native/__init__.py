@@ -28,6 +28,8 @@ SOURCE = Path(__file__).with_name("decode.cpp")
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-ffp-contract=fast", "-std=c++17", "-shared", "-fPIC"]
 ABI = 4
 DTYPES = {torch.float32: 0, torch.bfloat16: 1}
+HEAD_DIMS = (16, 32, 64, 128)  # the attention instances decode.cpp compiles (attend_any, attend_d)
+GROUPS = (1, 2, 3, 4, 6, 8)  # query heads per KV head
 
 _lib: Kernels | None = None
 _tried = False
@@ -130,8 +132,8 @@ class Kernels:
 
     @staticmethod
     def supports(heads: int, kv_heads: int, head_dim: int) -> bool:
-        """Whether `attend` handles this attention shape (head_dim 16-128 in powers of 2, <= 8 query heads per KV head)."""
-        return head_dim in (16, 32, 64, 128) and heads % kv_heads == 0 and heads // kv_heads <= 8
+        """Whether `attend` handles this attention shape (the instances decode.cpp compiles)."""
+        return head_dim in HEAD_DIMS and heads % kv_heads == 0 and heads // kv_heads in GROUPS
 
     def add_rms(self, x, y, w, out, eps: float) -> None:
         """x += y (y may be None), out = w * rms_norm(x); x, y, out (B, C)."""
@@ -170,7 +172,12 @@ def load() -> Kernels | None:
         error = "no C++ compiler found (set CXX)"
         return None
     try:
-        _lib = Kernels(build(cxx))
+        path = build(cxx)
+        try:
+            _lib = Kernels(path)
+        except (OSError, RuntimeError):  # a damaged or stale file in the cache: rebuild it once
+            path.unlink(missing_ok=True)
+            _lib = Kernels(build(cxx))
     except (OSError, RuntimeError) as e:
         error = str(e)
         _lib = None

@@ -1,0 +1,272 @@
+"""The fused native decode kernels (spiral.native): loading, fallbacks, and FastGenerator with them on vs off.
+
+The kernels are compiled once per machine (a few seconds, cached); the tests that need them skip when no C++
+compiler is available. Tests of the failure paths reset `spiral.native`'s module state with monkeypatch, which
+restores it afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+import torch
+from test_engine import EOS, PAD, forward_logprobs, hf_greedy, make_prompts, sharp_llama
+
+from spiral import native
+from spiral.engine import FastGenerator
+from spiral.rollout import Sampling
+
+
+def have_compiler() -> bool:
+    return any(shutil.which(c) for c in (os.environ.get("CXX"), "c++", "g++", "clang++") if c)
+
+
+def require_kernels() -> native.Kernels:
+    """The loaded kernels; skips when they cannot be built here, fails when they should have been."""
+    if os.environ.get("SPIRAL_NATIVE") == "0":
+        pytest.skip("native kernels turned off by SPIRAL_NATIVE=0")
+    if not have_compiler():
+        pytest.skip("no C++ compiler: the engine uses its torch decode step")
+    kernels = native.load()
+    assert kernels is not None, native.error
+    return kernels
+
+
+def tiny_llama(hidden: int, heads: int, kv_heads: int, head_dim: int | None = None, init: float = 0.4):
+    """A random 2-layer Llama of the given attention shape (vocabulary 97, as make_prompts expects)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(vocab_size=97, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
+                      num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=head_dim,
+                      max_position_embeddings=512, tie_word_embeddings=True, initializer_range=init,
+                      pad_token_id=PAD, eos_token_id=EOS, bos_token_id=None)  # fmt: skip
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return LlamaForCausalLM(cfg).float().eval()
+
+
+def reset_native(monkeypatch) -> None:
+    """Make the next `native.load()` try again (monkeypatch restores the loaded kernels afterwards)."""
+    monkeypatch.setattr(native, "_lib", None)
+    monkeypatch.setattr(native, "_tried", False)
+    monkeypatch.setattr(native, "error", None)
+
+
+def test_kernels_build_and_the_engine_uses_them():
+    kernels = require_kernels()
+    assert kernels.supports(4, 2, 16)  # sharp_llama's shape: the other tests run the native path
+    assert FastGenerator(sharp_llama(), [EOS], PAD, torch.float32).kernels is not None
+    assert FastGenerator(sharp_llama(), [EOS], PAD, torch.bfloat16).kernels is not None
+    assert FastGenerator(sharp_llama(), [EOS], PAD, torch.float32, native=False).kernels is None
+
+
+@pytest.mark.parametrize("share_prefix", [True, False])
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_native_fp32_decode_equals_the_torch_decode(share_prefix, temperature):
+    """Same tokens and log-probs with the kernels on and off; grow=3 resizes the cache amid compactions."""
+    require_kernels()
+    model = sharp_llama()
+    prompts = make_prompts()
+    eos = hf_greedy(model, prompts[0], 24, eos=-1)[6] if temperature == 0 else EOS
+    s = Sampling(temperature, 1.0, max_new_tokens=24)
+    outs = []
+    for flag in (None, False):
+        gen = FastGenerator(model, [eos], PAD, torch.float32, batch_size=4, seed=7, share_prefix=share_prefix,
+                            grow=3, native=flag)  # fmt: skip
+        assert (gen.kernels is not None) == (flag is None)
+        outs.append(gen.generate(prompts, s))
+    fast, ref = outs
+    assert fast.tokens == ref.tokens and fast.truncated == ref.truncated
+    assert any(not t for t in ref.truncated) and any(ref.truncated)  # rows end at different steps
+    for a, b in zip(fast.logprobs, ref.logprobs, strict=True):
+        torch.testing.assert_close(torch.tensor(a), torch.tensor(b), atol=1e-4, rtol=1e-4)
+
+
+def bf16_errors(model, prompts, out) -> torch.Tensor:
+    """|log-prob - fp32 forward log-prob| of every sampled token."""
+    return torch.cat([
+        (torch.tensor(lps) - forward_logprobs(model, p, toks, 1.0)).abs()
+        for p, toks, lps in zip(prompts, out.tokens, out.logprobs, strict=True)
+    ])  # fmt: skip
+
+
+@pytest.mark.parametrize("share_prefix", [True, False])
+def test_native_bf16_logprobs_are_as_close_to_fp32_as_the_torch_path(share_prefix):
+    require_kernels()
+    model = sharp_llama(init=0.1)  # bf16 rounding grows with the logits' scale; keep them moderate
+    prompts = make_prompts()
+    s = Sampling(1.0, 1.0, max_new_tokens=16)
+    errs = {}
+    for flag in (None, False):
+        gen = FastGenerator(model, [EOS], PAD, torch.bfloat16, batch_size=4, seed=2, share_prefix=share_prefix,
+                            grow=3, native=flag)  # fmt: skip
+        assert (gen.kernels is not None) == (flag is None)
+        out = gen.generate(prompts, s)
+        assert sum(len(t) for t in out.tokens) > 20
+        errs[flag] = bf16_errors(model, prompts, out)
+    fast, ref = errs[None], errs[False]
+    # measured: mean ~0.008, max ~0.03 on both paths
+    assert fast.mean() < 0.025 and fast.max() < 0.15, fast
+    assert ref.mean() < 0.025, ref
+    assert fast.mean() < 1.5 * ref.mean() + 0.002, (fast.mean(), ref.mean())
+
+
+@pytest.mark.parametrize(
+    "hidden,heads,kv_heads,head_dim",
+    [
+        (96, 6, 2, 64),  # head_dim 64, 3 query heads per KV head (SmolLM2's attention shape, fewer heads)
+        (128, 4, 2, None),  # head_dim 32, 2 per KV head
+        (64, 8, 1, 16),  # 8 per KV head
+        (48, 12, 2, 16),  # 6 per KV head
+        (64, 2, 2, 128),  # head_dim 128, plain multi-head attention
+    ],
+)
+def test_native_greedy_equals_hf_generate_for_other_attention_shapes(hidden, heads, kv_heads, head_dim):
+    kernels = require_kernels()
+    model = tiny_llama(hidden, heads, kv_heads, head_dim)
+    assert kernels.supports(heads, kv_heads, head_dim or hidden // heads)
+    prompts = make_prompts()
+    eos = hf_greedy(model, prompts[0], 20, eos=-1)[6]  # the first row stops early, the others later
+    fast = FastGenerator(model, [eos], PAD, torch.float32, batch_size=5, grow=4)
+    assert fast.kernels is not None
+    out = fast.generate(prompts, Sampling(temperature=0.0, max_new_tokens=20))
+    refs = [hf_greedy(model, p, 20, eos) for p in prompts]
+    assert out.tokens == refs
+    assert len({t for r in refs for t in r}) > 5  # the model does not just repeat one token
+    assert not out.truncated[0] and len(out.tokens[0]) <= 7
+    for p, toks, lps in zip(prompts, out.tokens, out.logprobs, strict=True):
+        torch.testing.assert_close(
+            torch.tensor(lps), forward_logprobs(model, p, toks, 1.0), atol=1e-4, rtol=1e-4
+        )
+
+
+@pytest.mark.parametrize(
+    "hidden,heads,kv_heads",
+    [
+        (96, 2, 1),  # head_dim 48
+        (80, 5, 1),  # 5 query heads per KV head
+        (48, 6, 6),  # head_dim 8
+    ],
+)
+def test_unsupported_attention_shapes_fall_back_to_the_torch_decode(hidden, heads, kv_heads):
+    require_kernels()
+    model = tiny_llama(hidden, heads, kv_heads)
+    fast = FastGenerator(model, [EOS], PAD, torch.float32, batch_size=5)
+    assert fast.kernels is None
+    prompts = make_prompts()
+    out = fast.generate(prompts, Sampling(temperature=0.0, max_new_tokens=12))
+    assert out.tokens == [hf_greedy(model, p, 12, EOS) for p in prompts]
+    with pytest.raises(RuntimeError, match="native decode kernels unavailable"):
+        FastGenerator(model, [EOS], PAD, torch.float32, native=True)
+
+
+def test_spiral_native_0_turns_the_kernels_off(monkeypatch):
+    reset_native(monkeypatch)
+    monkeypatch.setenv("SPIRAL_NATIVE", "0")
+    assert native.load() is None
+    assert "SPIRAL_NATIVE" in native.error
+    model = sharp_llama()
+    prompts = make_prompts()
+    fast = FastGenerator(model, [EOS], PAD, torch.float32)
+    assert fast.kernels is None
+    out = fast.generate(prompts, Sampling(temperature=0.0, max_new_tokens=8))
+    assert out.tokens == [hf_greedy(model, p, 8, EOS) for p in prompts]
+    with pytest.raises(RuntimeError, match="SPIRAL_NATIVE"):
+        FastGenerator(model, [EOS], PAD, torch.float32, native=True)
+
+
+def test_no_compiler_falls_back(monkeypatch, tmp_path):
+    reset_native(monkeypatch)
+    monkeypatch.delenv("SPIRAL_NATIVE", raising=False)
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no c++, g++ or clang++
+    monkeypatch.setenv("SPIRAL_NATIVE_CACHE", str(tmp_path / "cache"))
+    assert native.load() is None
+    assert "compiler" in native.error
+    assert FastGenerator(sharp_llama(), [EOS], PAD, torch.float32).kernels is None
+
+
+def fake_compiler(tmp_path, body: str) -> str:
+    """A stand-in compiler running `body` for a build (`$out`: the file after -o); `--version` prints a line."""
+    path = tmp_path / "fake-c++"
+    head = '#!/bin/sh\n[ "$1" = --version ] && { echo "fake 1.0"; exit 0; }\n'
+    path.write_text(head + 'while [ $# -gt 0 ]; do [ "$1" = -o ] && out=$2; shift; done\n' + body)
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_a_failing_compiler_leaves_no_partial_library(monkeypatch, tmp_path):
+    reset_native(monkeypatch)
+    monkeypatch.delenv("SPIRAL_NATIVE", raising=False)
+    # writes part of its output, then fails
+    cxx = fake_compiler(tmp_path, 'echo partial > "$out"\necho "decode.cpp:1: error: boom" >&2\nexit 1\n')
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("CXX", cxx)
+    monkeypatch.setenv("SPIRAL_NATIVE_CACHE", str(cache))
+    assert native.load() is None
+    assert "error: boom" in native.error
+    assert not cache.exists() or list(cache.iterdir()) == []
+    assert native.load() is None  # the failure is remembered, not retried
+    model = sharp_llama()
+    assert FastGenerator(model, [EOS], PAD, torch.float32).kernels is None
+    with pytest.raises(RuntimeError, match="boom"):
+        FastGenerator(model, [EOS], PAD, torch.float32, native=True)
+
+
+def test_a_library_that_does_not_load_is_reported(monkeypatch, tmp_path):
+    reset_native(monkeypatch)
+    monkeypatch.delenv("SPIRAL_NATIVE", raising=False)
+    cxx = fake_compiler(tmp_path, 'echo "not a shared library" > "$out"\nexit 0\n')
+    monkeypatch.setenv("CXX", cxx)
+    monkeypatch.setenv("SPIRAL_NATIVE_CACHE", str(tmp_path / "cache"))
+    assert native.load() is None
+    assert "spiral_decode" in native.error  # names the library that failed to load
+    assert FastGenerator(sharp_llama(), [EOS], PAD, torch.float32).kernels is None
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_norm_and_activation_kernels_round_as_torch_does(dtype):
+    """add_rms and silu_mul against the torch ops they replace: bf16 results rounded the same way (to nearest)."""
+    kernels = require_kernels()
+    g = torch.Generator().manual_seed(0)
+    x, y = (torch.randn(7, 576, generator=g).to(dtype) for _ in range(2))
+    w = (1 + 0.3 * torch.randn(576, generator=g)).to(dtype)
+    gu = (3 * torch.randn(7, 2 * 320, generator=g)).to(dtype)
+    s = x + y  # the residual stream, rounded to dtype
+    h = s.float()
+    want_rms = w * (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-5)).to(dtype)
+    gate, up = gu.chunk(2, dim=-1)
+    want_act = torch.nn.functional.silu(gate) * up
+    out, act = torch.empty_like(x), torch.empty(7, 320, dtype=dtype)
+    kernels.add_rms(x, y, w, out, 1e-5)
+    kernels.silu_mul(gu, act)
+    assert torch.equal(x, s)
+    for got, want in ((out, want_rms), (act, want_act)):
+        if dtype == torch.float32:  # products and sums may be fused: equal up to the last bits
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+        else:  # a last-bit difference in the fp32 statistics may flip a rounding now and then, not often
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=8e-3)
+            assert (got != want).float().mean() < 0.02
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_native_sampler_draws_what_the_torch_sampler_draws(dtype):
+    """Same uniforms -> same ids as the float64 cumulative-sum sampler; frequencies follow softmax(x / T)."""
+    from spiral.engine import sample_cdf
+
+    kernels = require_kernels()
+    logits = (torch.randn(32, 5000, generator=torch.Generator().manual_seed(0)) * 3).to(dtype)
+    a, la = sample_cdf(logits, 0.8, 1.0, torch.Generator().manual_seed(5), None)
+    b, lb = sample_cdf(logits, 0.8, 1.0, torch.Generator().manual_seed(5), kernels)
+    assert torch.equal(a, b)
+    torch.testing.assert_close(lb, la, atol=1e-4, rtol=0)
+    row = torch.tensor([[0.3, -1.0, 2.0, 0.0, 1.1, -3.0, 0.7]]).to(dtype)
+    n = 100_000
+    u = torch.rand(n, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    ids, logp = kernels.sample(row.expand(n, -1).contiguous(), u, 1.3)
+    p = torch.softmax(row[0].float() / 1.3, -1).double()
+    freq = torch.bincount(ids, minlength=7).double() / n
+    assert (freq - p).abs().max() < 0.005  # ~3 standard errors at p = 0.5
+    torch.testing.assert_close(logp, p.log().float()[ids], atol=1e-5, rtol=0)
