@@ -102,8 +102,8 @@ class Layer:
 class Prefix:
     """K/V of the shared prompt prefixes, one row per group, stored once and read once per group per step."""
 
-    k: torch.Tensor  # (L, Gr, Hkv, C, D)
-    v: torch.Tensor  # (L, Gr, Hkv, C, D)
+    k: torch.Tensor  # (L, Gr, Hkv, C, D); under the native kernels their layout (native.Kernels.cache_shapes)
+    v: torch.Tensor  # (L, Gr, Hkv, C, D); likewise
     bias: torch.Tensor  # (Gr, C) float: 0 for a real token, -inf for left padding
     start: torch.Tensor  # (Gr,) int32: first real slot of each group (the padding is on the left)
 
@@ -112,8 +112,8 @@ class Prefix:
 class Cache:
     """Static KV cache of each row's own tokens (after its group prefix); slot s is aligned across rows."""
 
-    k: torch.Tensor  # (L, B, Hkv, T, D)
-    v: torch.Tensor  # (L, B, Hkv, T, D)
+    k: torch.Tensor  # (L, B, Hkv, T, D); under the native kernels their layout (native.Kernels.cache_shapes)
+    v: torch.Tensor  # (L, B, Hkv, T, D); likewise
     valid: torch.Tensor  # (B, T) bool: slot holds a real token of the row
     group: torch.Tensor  # (B,) prefix group of each row, non-decreasing
     prefix: Prefix | None = None
@@ -268,8 +268,8 @@ class FastGenerator:
         own slots up to its own (always including itself, so that padding queries stay finite).
         """
         B, n = ids.shape
-        if n == 1 and self.kernels is not None:
-            return self._decode_native(ids[:, 0], pos[:, 0].contiguous(), cache, s0)
+        if self.kernels is not None:
+            return self._forward_native(ids, pos, cache, s0)
         H, Hkv, D = self.n_heads, self.n_kv, self.head_dim
         end = s0 + n
         # Prefill runs the projections and the MLP on the real tokens only (`flat`), not on the left padding:
@@ -320,37 +320,47 @@ class FastGenerator:
             return self._rms(x[real.view(B, n).sum(1).cumsum(0) - 1], self.norm)
         return self._rms(x[:, -1], self.norm)  # (B, C)
 
-    def _decode_native(self, ids: torch.Tensor, pos: torch.Tensor, cache: Cache, s: int) -> torch.Tensor:
-        """`_forward` for one token per row with the fused kernels: 4 matmuls and 3 native calls per layer.
+    def _forward_native(self, ids: torch.Tensor, pos: torch.Tensor, cache: Cache, s0: int) -> torch.Tensor:
+        """`_forward` with the fused kernels: 4 matmuls and 3 native calls per layer, on real tokens only.
 
-        The native attention applies RoPE, writes slot `s` and attends to the prefix and the own slots [0, s];
-        norms are fused with the residual adds. The last hidden state, normed (B, C).
+        The native attention applies RoPE, writes the tokens' slots and attends to the group prefix and the
+        valid own slots up to each token's; norms are fused with the residual adds. Last hidden state, normed.
         """
+        B, n = ids.shape
+        slots = row_start = None
+        if n == 1:  # a decode step: one token per row, all at slot s0
+            tok, pos = ids[:, 0], pos[:, 0].contiguous()
+        else:  # prefill: the real (non-padding) tokens in row-major order, each row's in slot order
+            real = cache.valid[:, s0 : s0 + n]
+            flat = real.reshape(-1).nonzero().squeeze(1)
+            tok, pos = ids.reshape(-1)[flat], pos.reshape(-1)[flat]
+            slots = (flat % n + s0).to(torch.int32)
+            row_start = torch.zeros(B + 1, dtype=torch.int64)
+            torch.cumsum(real.sum(1), 0, out=row_start[1:])
         k = self.kernels
-        x = F.embedding(ids, self.embed)  # (B, C), the residual stream (updated in place)
+        x = F.embedding(tok, self.embed)  # (N, C), the residual stream (updated in place)
         h = torch.empty_like(x)
         k.add_rms(x, None, self.layers[0].attn_norm, h, self.eps)
-        B, H, D = len(ids), self.n_heads, self.head_dim
-        att = x.new_empty(B, H * D)
+        H, D = self.n_heads, self.head_dim
+        att = x.new_empty(len(tok), H * D)
         pre = cache.prefix
-        layer_k, layer_p = cache.k[0].numel(), 0 if pre is None else pre.k[0].numel()
+        prefix_slots = 0 if pre is None else pre.bias.shape[1]
         for li, layer in enumerate(self.layers):
-            qkv = linear(h, layer.wqkv)  # (B, (H + 2 Hkv) D)
+            qkv = linear(h, layer.wqkv)  # (N, (H + 2 Hkv) D)
             k.attend(
                 qkv, pos, self.cos, self.sin, cache.k, cache.v, cache.valid, cache.group,
-                None if pre is None else pre.k, None if pre is None else pre.v,
-                None if pre is None else pre.start, att, H, self.n_kv, s, D**-0.5,
-                ck_offset=li * layer_k, pk_offset=li * layer_p,
+                None if pre is None else pre.k, None if pre is None else pre.v, prefix_slots,
+                None if pre is None else pre.start, att, H, self.n_kv, s0, D**-0.5,
+                layer=li, slots=slots, row_start=row_start,
             )  # fmt: skip
             k.add_rms(x, linear(att, layer.wo), layer.mlp_norm, h, self.eps)
-            gu = linear(h, layer.wgu)  # (B, 2 F)
-            act = gu.new_empty(B, gu.shape[1] // 2)
+            gu = linear(h, layer.wgu)  # (N, 2 F)
+            act = gu.new_empty(len(tok), gu.shape[1] // 2)
             k.silu_mul(gu, act)
             last = li + 1 == len(self.layers)
-            k.add_rms(
-                x, linear(act, layer.wdown), self.norm if last else self.layers[li + 1].attn_norm, h, self.eps
-            )
-        return h
+            norm = self.norm if last else self.layers[li + 1].attn_norm
+            k.add_rms(x, linear(act, layer.wdown), norm, h, self.eps)
+        return h if row_start is None else h[row_start[1:] - 1]  # each row's last token (left padding)
 
     def _prefill_attention(self, q, li, cache: Cache, end: int, own_bias) -> torch.Tensor:
         """Prompt queries (B, H, n, D) over their group's prefix and their own slots [0, end), in one SDPA call.
@@ -399,24 +409,31 @@ class FastGenerator:
         return linear(h, self.lm_head)  # (B, V)
 
     def _new_cache(self, B: int, T: int, group: torch.Tensor, prefix: Prefix | None = None) -> Cache:
-        shape = (len(self.layers), B, self.n_kv, T, self.head_dim)
+        lead = (len(self.layers), B, self.n_kv)
         if self.kernels is None:
             # Zeros: the torch decode step reads the unwritten slots too (masked; 0 * garbage could be NaN).
+            shape = (*lead, T, self.head_dim)
             k, v = torch.zeros(shape, dtype=self.dtype), torch.zeros(shape, dtype=self.dtype)
-        else:
-            # Native decode: slots in blocks of 16, keys stored (.., D, T) under the (.., T, D) view. The kernel
-            # overwrites the scores of unwritten slots and never reads their values: no zero fill needed.
+        else:  # the native kernels' layouts (spiral.native.Kernels.cache_shapes), slots in blocks of 16
             T = -(-T // 16) * 16
-            shape = (*shape[:3], T, shape[4])
-            k = torch.empty((*shape[:3], shape[4], T), dtype=self.dtype).transpose(-1, -2)
-            v = torch.empty(shape, dtype=self.dtype)
+            k_shape, v_shape = self.kernels.cache_shapes(self.dtype, lead, T, self.head_dim)
+            k = torch.empty(k_shape, dtype=self.dtype)  # unwritten key slots are masked: no fill needed
+            v = (torch.zeros if self.dtype == torch.bfloat16 else torch.empty)(v_shape, dtype=self.dtype)
         return Cache(k, v, torch.zeros((B, T), dtype=torch.bool), group, prefix)
 
     def _resize(self, cache: Cache, keep: torch.Tensor, T: int, written: int) -> Cache:
         """A cache of the rows `keep` with `T` slots, holding the first `written` slots of `cache`."""
         out = self._new_cache(len(keep), T, cache.group[keep], cache.prefix)
-        out.k[:, :, :, :written] = cache.k[:, keep, :, :written]
-        out.v[:, :, :, :written] = cache.v[:, keep, :, :written]
+        if self.kernels is None:
+            out.k[:, :, :, :written] = cache.k[:, keep, :, :written]
+            out.v[:, :, :, :written] = cache.v[:, keep, :, :written]
+        elif self.dtype == torch.bfloat16:  # keys (.., D/2, T, 2), values (.., T/2, D, 2)
+            out.k[:, :, :, :, :written] = cache.k[:, keep, :, :, :written]
+            pairs = (written + 1) // 2
+            out.v[:, :, :, :pairs] = cache.v[:, keep, :, :pairs]
+        else:  # keys (.., D, T), values (.., T, D)
+            out.k[:, :, :, :, :written] = cache.k[:, keep, :, :, :written]
+            out.v[:, :, :, :written] = cache.v[:, keep, :, :written]
         out.valid[:, :written] = cache.valid[keep, :written]
         return out
 

@@ -15,16 +15,24 @@
 #include <cstring>
 #include <vector>
 
+#if defined(__AVX512BF16__)
+#include <immintrin.h>
+#endif
+
+// Small helpers are forced inline: the hot loops only vectorise with them inlined (GCC stopped inlining
+// exp_neg once it had several callers, and the SiLU loop ran 8x slower).
+#define SPIRAL_INLINE inline __attribute__((always_inline))
+
 namespace {
 
-inline float bf2f(uint16_t b) {
+SPIRAL_INLINE float bf2f(uint16_t b) {
   uint32_t u = static_cast<uint32_t>(b) << 16;
   float f;
   std::memcpy(&f, &u, 4);
   return f;
 }
 
-inline uint16_t f2bf(float f) {  // round to nearest even; NaN stays NaN
+SPIRAL_INLINE uint16_t f2bf(float f) {  // round to nearest even; NaN stays NaN
   uint32_t u;
   std::memcpy(&u, &f, 4);
   if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);
@@ -34,17 +42,17 @@ inline uint16_t f2bf(float f) {  // round to nearest even; NaN stays NaN
 
 // Storage types: load as float, store with the rounding of the type, and round an intermediate result to
 // what the type would hold (identity for float).
-inline float ld(const float* p, long i) { return p[i]; }
-inline float ld(const uint16_t* p, long i) { return bf2f(p[i]); }
-inline void st(float* p, long i, float v) { p[i] = v; }
-inline void st(uint16_t* p, long i, float v) { p[i] = f2bf(v); }
-template <typename T> inline float rnd(float v);
-template <> inline float rnd<float>(float v) { return v; }
-template <> inline float rnd<uint16_t>(float v) { return bf2f(f2bf(v)); }
+SPIRAL_INLINE float ld(const float* p, long i) { return p[i]; }
+SPIRAL_INLINE float ld(const uint16_t* p, long i) { return bf2f(p[i]); }
+SPIRAL_INLINE void st(float* p, long i, float v) { p[i] = v; }
+SPIRAL_INLINE void st(uint16_t* p, long i, float v) { p[i] = f2bf(v); }
+template <typename T> SPIRAL_INLINE float rnd(float v);
+template <> SPIRAL_INLINE float rnd<float>(float v) { return v; }
+template <> SPIRAL_INLINE float rnd<uint16_t>(float v) { return bf2f(f2bf(v)); }
 
 // exp(x) for x <= 0 by range reduction and a degree-7 polynomial: within ~2 ulp of expf, and (unlike a libm
 // call) vectorised by the compiler.
-inline float exp_neg(float x) {
+SPIRAL_INLINE float exp_neg(float x) {
   x = x < -87.0f ? -87.0f : x;
   const float n = std::nearbyint(x * 1.44269504088896341f);
   float r = std::fma(n, -0.693145751953125f, x);
@@ -64,7 +72,7 @@ inline float exp_neg(float x) {
 
 // RoPE as Hugging Face applies it: out = x * cos + rotate_half(x) * sin, each product and the sum rounded to T.
 template <typename T>
-inline void rope(const T* x, const T* cos, const T* sin, int D, float* out) {
+SPIRAL_INLINE void rope(const T* x, const T* cos, const T* sin, int D, float* out) {
   const int half = D / 2;
   for (int d = 0; d < half; ++d)
     out[d] = rnd<T>(rnd<T>(ld(x, d) * ld(cos, d)) + rnd<T>(-ld(x, d + half) * ld(sin, d)));
@@ -77,12 +85,12 @@ typedef float v16f __attribute__((vector_size(64)));
 typedef uint32_t v16u __attribute__((vector_size(64)));
 typedef uint16_t v16h __attribute__((vector_size(32)));
 
-inline v16f load16(const float* p) {
+SPIRAL_INLINE v16f load16(const float* p) {
   v16f v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-inline v16f load16(const uint16_t* p) {
+SPIRAL_INLINE v16f load16(const uint16_t* p) {
   v16h h;
   std::memcpy(&h, p, sizeof h);
   const v16u u = __builtin_convertvector(h, v16u) << 16;
@@ -90,10 +98,41 @@ inline v16f load16(const uint16_t* p) {
   std::memcpy(&v, &u, sizeof v);
   return v;
 }
+// Cache layouts, per (row, KV head) block of D x Tslots elements:
+// - fp32: keys transposed, kt[d * Tslots + t], so that one vector op scores 16 slots; values v[t * D + d].
+// - bf16: keys transposed with the dimensions paired, kt[((d / 2) * Tslots + t) * 2 + d % 2], and values with
+//   the slots paired, v[((t / 2) * D + d) * 2 + t % 2]: each 32-bit lane holds a pair of bf16 numbers that one
+//   dot-product instruction (AVX512-BF16 vdpbf16ps) multiplies and adds, or that two bit operations widen.
+SPIRAL_INLINE void put_k(float* kt, long Tslots, int t, int d, float v) { kt[d * Tslots + t] = v; }
+SPIRAL_INLINE void put_k(uint16_t* kt, long Tslots, int t, int d, float v) {
+  kt[((d / 2) * Tslots + t) * 2 + d % 2] = f2bf(v);
+}
+SPIRAL_INLINE void put_v(float* vh, int D, int t, int d, float v) { vh[static_cast<long>(t) * D + d] = v; }
+SPIRAL_INLINE void put_v(uint16_t* vh, int D, int t, int d, uint16_t v) {
+  vh[(static_cast<long>(t / 2) * D + d) * 2 + t % 2] = v;
+}
+
+// The two bf16 numbers of each 32-bit lane as floats: the low (even index) and the high (odd index) one.
+SPIRAL_INLINE void widen_pairs(const uint16_t* p, v16f& even, v16f& odd) {
+  v16u w;
+  std::memcpy(&w, p, sizeof w);
+  const v16u lo = w << 16, hi = w & 0xffff0000u;
+  std::memcpy(&even, &lo, sizeof even);
+  std::memcpy(&odd, &hi, sizeof odd);
+}
+
+// Two floats that hold bf16 values (already rounded) as one lane of bf16 pairs: lo in the low half.
+SPIRAL_INLINE uint32_t bf16_pair(float lo, float hi) {
+  uint32_t a, b;
+  std::memcpy(&a, &lo, 4);
+  std::memcpy(&b, &hi, 4);
+  return (a >> 16) | (b & 0xffff0000u);
+}
+
 // Scores (scaled) of the G queries q (G x D floats) against the keys of slots [t0, t1) (t0, t1 multiples of 16)
-// of a transposed key block kt (D rows of `stride` slots), written to sc[g * n + off + t - t0].
-template <typename T, int D, int G>
-inline void scores(const float* q, const T* kt, long stride, int t0, int t1, float scale, float* sc, long n,
+// of a key block kt (`stride` slots), written to sc[g * n + off + t - t0].
+template <int D, int G>
+inline void scores(const float* q, const float* kt, long stride, int t0, int t1, float scale, float* sc, long n,
                    long off) {
   constexpr int P = 4;  // independent partial sums per query (hides the add latency)
   for (int t = t0; t < t1; t += 16) {
@@ -110,11 +149,57 @@ inline void scores(const float* q, const T* kt, long stride, int t0, int t1, flo
   }
 }
 
+template <int D, int G>
+inline void scores(const float* q, const uint16_t* kt, long stride, int t0, int t1, float scale, float* sc,
+                   long n, long off) {
+#if defined(__AVX512BF16__)
+  const uint32_t* qp = reinterpret_cast<const uint32_t*>(q + G * D);  // the queries' dimension pairs in bf16
+#endif
+  for (int t = t0; t < t1; t += 16) {
+    const uint16_t* kp = kt + static_cast<long>(t) * 2;
+#if defined(__AVX512BF16__)
+    __m512 a0[G], a1[G];  // two partial sums per query (hides the latency)
+#pragma GCC unroll 8
+    for (int g = 0; g < G; ++g) a0[g] = a1[g] = _mm512_setzero_ps();
+    for (int j = 0; j < D / 2; j += 2) {
+      const __m512bh k0 = (__m512bh)_mm512_loadu_si512(kp + j * stride * 2);
+      const __m512bh k1 = (__m512bh)_mm512_loadu_si512(kp + (j + 1) * stride * 2);
+#pragma GCC unroll 8
+      for (int g = 0; g < G; ++g) {
+        a0[g] = _mm512_dpbf16_ps(a0[g], k0, (__m512bh)_mm512_set1_epi32(static_cast<int>(qp[g * D / 2 + j])));
+        a1[g] = _mm512_dpbf16_ps(a1[g], k1, (__m512bh)_mm512_set1_epi32(static_cast<int>(qp[g * D / 2 + j + 1])));
+      }
+    }
+#pragma GCC unroll 8
+    for (int g = 0; g < G; ++g)
+      _mm512_storeu_ps(sc + g * n + off + (t - t0), _mm512_mul_ps(_mm512_add_ps(a0[g], a1[g]), _mm512_set1_ps(scale)));
+#else
+    v16f a0[G] = {}, a1[G] = {};
+    for (int j = 0; j < D / 2; j += 2) {
+      v16f e0, o0, e1, o1;
+      widen_pairs(kp + j * stride * 2, e0, o0);
+      widen_pairs(kp + (j + 1) * stride * 2, e1, o1);
+#pragma GCC unroll 8
+      for (int g = 0; g < G; ++g) {
+        const float* qg = q + g * D + 2 * j;
+        a0[g] += qg[0] * e0 + qg[1] * o0;
+        a1[g] += qg[2] * e1 + qg[3] * o1;
+      }
+    }
+#pragma GCC unroll 8
+    for (int g = 0; g < G; ++g) {
+      const v16f a = (a0[g] + a1[g]) * scale;
+      std::memcpy(sc + g * n + off + (t - t0), &a, sizeof(v16f));
+    }
+#endif
+  }
+}
+
 // acc[g] += sum over t in [t0, t1) of p[g * n + off + t - t0] * values[t], skipping slots with ok[t] == 0 (ok
-// may be null). values: rows of D.
-template <typename T, int D, int G>
-inline void mix(v16f (*acc)[D / 16], const T* values, int t0, int t1, const uint8_t* ok, const float* p, long n,
-                long off) {
+// may be null). fp32 values: rows of D.
+template <int D, int G>
+inline void mix(v16f (*acc)[D / 16], const float* values, int t0, int t1, const uint8_t* ok, const float* p,
+                long n, long off) {
   constexpr int NV = D / 16;
   for (int t = t0; t < t1; ++t) {
     if (ok != nullptr && !ok[t]) continue;
@@ -127,87 +212,162 @@ inline void mix(v16f (*acc)[D / 16], const T* values, int t0, int t1, const uint
   }
 }
 
-// One decode step of attention for every (row, KV head): RoPE on the row's G query heads and its new key, the
-// new key/value written to own-cache slot `s`, then softmax attention of the G query heads over the row's group
-// prefix (slots [pstart[grp], C) of prefix group grp) and the row's valid own slots [0, s].
-// Keys are stored transposed, (.., D, slots), so that one vector op scores 16 slots; values as (.., slots, D).
-// Tslots and C are multiples of 16 (blocks of 16 slots are read whole; slots past s are zero and masked).
+// The same for bf16 values stored in slot pairs, two slots per step over [t0, t1) (both even); pairs whose
+// weights are all zero are skipped. The weights are bf16 values already (the bf16 model rounds attention
+// probabilities to bf16), and the values of zero-weight slots must be finite (bf16 value caches start zeroed).
+template <int D, int G>
+inline void mix(v16f (*acc)[D / 16], const uint16_t* values, int t0, int t1, const uint8_t*, const float* p,
+                long n, long off) {
+  constexpr int NV = D / 16;
+#if defined(__AVX512BF16__)
+  __m512 r[G][NV];  // the accumulators stay in registers for the whole loop
+#pragma GCC unroll 8
+  for (int g = 0; g < G; ++g)
+#pragma GCC unroll 8
+    for (int j = 0; j < NV; ++j) r[g][j] = (__m512)acc[g][j];
+#endif
+  for (int ta = t0; ta < t1; ta += 2) {
+    uint32_t w[G];
+    uint32_t any = 0;
+#pragma GCC unroll 8
+    for (int g = 0; g < G; ++g) {
+      const float* pg = p + g * n + off + ta - t0;
+      w[g] = bf16_pair(pg[0], pg[1]);
+      any |= w[g];
+    }
+    if (any == 0) continue;
+    const uint16_t* vp = values + static_cast<long>(ta / 2) * D * 2;
+#if defined(__AVX512BF16__)
+#pragma GCC unroll 8
+    for (int j = 0; j < NV; ++j) {
+      const __m512bh v = (__m512bh)_mm512_loadu_si512(vp + j * 32);
+#pragma GCC unroll 8
+      for (int g = 0; g < G; ++g)
+        r[g][j] = _mm512_dpbf16_ps(r[g][j], v, (__m512bh)_mm512_set1_epi32(static_cast<int>(w[g])));
+    }
+#else
+    const float* p0 = p + off + ta - t0;
+#pragma GCC unroll 8
+    for (int j = 0; j < NV; ++j) {
+      v16f even, odd;  // slot ta's and slot ta + 1's values of dimensions j * 16 .. j * 16 + 15
+      widen_pairs(vp + j * 32, even, odd);
+#pragma GCC unroll 8
+      for (int g = 0; g < G; ++g) acc[g][j] += p0[g * n] * even + p0[g * n + 1] * odd;
+    }
+#endif
+  }
+#if defined(__AVX512BF16__)
+  for (int g = 0; g < G; ++g)
+    for (int j = 0; j < NV; ++j) acc[g][j] = (v16f)r[g][j];
+#endif
+}
+
+// Attention for every (row, KV head) over a KV cache, for one token per row (a decode step) or for the prompt
+// tokens of each row (prefill). Token i (a row of qkv) sits at own-cache slot slots[i] (or `s` for all tokens
+// when slots is null) at RoPE position pos[i]; the tokens of row b are [row_start[b], row_start[b + 1]) in slot
+// order (token b alone when row_start is null). For each (row, KV head): RoPE on the tokens' keys, written with
+// their values into their slots; then for each token RoPE on its G query heads and softmax attention over the
+// row's group prefix (slots [pstart[grp], C) of prefix group grp) and the row's valid own slots up to its own.
+// Caches in the layouts above (put_k, put_v); Tslots and C are multiples of 16. Keys are scored in whole blocks of
+// 16 slots and the scores of slots past the token's or not valid are then masked, so unwritten key slots may hold
+// anything; fp32 values of such slots are never read, bf16 ones are multiplied by 0 (so those caches start zeroed).
 template <typename T, int D, int G>
-void attend(const T* qkv, const int64_t* pos, const T* cos, const T* sin, T* ck, T* cv, const uint8_t* valid,
-            const int64_t* group, const T* pk, const T* pv, const int32_t* pstart, T* out, int B, int Hkv,
-            int Tslots, int C, int s, float scale) {
+void attend(const T* qkv, const int64_t* pos, const int32_t* slots, const int64_t* row_start, const T* cos,
+            const T* sin, T* ck, T* cv, const uint8_t* valid, const int64_t* group, const T* pk, const T* pv,
+            const int32_t* pstart, T* out, int B, int Hkv, int Tslots, int C, int s, float scale) {
   constexpr int NV = D / 16;
   const int H = G * Hkv;
   const long row = static_cast<long>(H + 2 * Hkv) * D;
-  const int own_end = (s + 16) / 16 * 16;  // slots [0, s] in whole blocks
 #pragma omp parallel
   {
-    std::vector<float> q(static_cast<size_t>(G) * D), kr(D);
-    std::vector<float> sc(static_cast<size_t>(G) * (C + own_end));
-#pragma omp for schedule(static)
-    for (long task = 0; task < static_cast<long>(B) * Hkv; ++task) {
+    std::vector<float> q(static_cast<size_t>(G) * D * 3 / 2), kr(D);  // G x D queries, then their bf16 pairs
+    std::vector<float> sc(static_cast<size_t>(G) * (C + Tslots));
+    auto run = [&](long task) {
       const int b = static_cast<int>(task / Hkv), h = static_cast<int>(task % Hkv);
-      const T* x = qkv + b * row;
-      const T* c = cos + pos[b] * D;
-      const T* sn = sin + pos[b] * D;
-      for (int g = 0; g < G; ++g) rope(x + static_cast<long>(h * G + g) * D, c, sn, D, q.data() + g * D);
-      rope(x + static_cast<long>(H + h) * D, c, sn, D, kr.data());
+      const long i0 = row_start != nullptr ? row_start[b] : b;
+      const long i1 = row_start != nullptr ? row_start[b + 1] : b + 1;
       T* kt = ck + (static_cast<long>(b) * Hkv + h) * D * Tslots;
       T* vh = cv + (static_cast<long>(b) * Hkv + h) * Tslots * D;
-      const T* vnew = x + static_cast<long>(H + Hkv + h) * D;
-      for (int d = 0; d < D; ++d) {
-        st(kt, d * static_cast<long>(Tslots) + s, kr[d]);
-        vh[static_cast<long>(s) * D + d] = vnew[d];
+      for (long i = i0; i < i1; ++i) {  // the row's new keys and values first: later tokens attend to them
+        const T* x = qkv + i * row;
+        const long slot = slots != nullptr ? slots[i] : s;
+        rope(x + static_cast<long>(H + h) * D, cos + pos[i] * D, sin + pos[i] * D, D, kr.data());
+        const T* vnew = x + static_cast<long>(H + Hkv + h) * D;
+        for (int d = 0; d < D; ++d) {
+          put_k(kt, Tslots, static_cast<int>(slot), d, kr[d]);
+          put_v(vh, D, static_cast<int>(slot), d, vnew[d]);
+        }
       }
       const int grp = C > 0 ? static_cast<int>(group[b]) : 0;
       const int p0 = C > 0 ? pstart[grp] : C;
       const int pb = p0 / 16 * 16;  // first prefix block read
-      const long n = (C - pb) + own_end;
-      float* sc0 = sc.data();
-      if (C > p0) {
-        const T* pkt = pk + (static_cast<long>(grp) * Hkv + h) * D * C;
-        scores<T, D, G>(q.data(), pkt, C, pb, C, scale, sc0, n, 0);
-      }
-      scores<T, D, G>(q.data(), kt, Tslots, 0, own_end, scale, sc0, n, C - pb);
       const uint8_t* ok = valid + static_cast<long>(b) * Tslots;
-      float zs[G];
-      for (int g = 0; g < G; ++g) {  // masks, then softmax numerators in place (slot s is always valid)
-        float* r = sc0 + g * n;
-        for (int t = pb; t < p0; ++t) r[t - pb] = -INFINITY;
-        float* own = r + (C - pb);
-        for (int t = 0; t < own_end; ++t)
-          if (t > s || !ok[t]) own[t] = -INFINITY;
-        float m = -INFINITY;
-#pragma omp simd reduction(max : m)
-        for (long i = 0; i < n; ++i) m = r[i] > m ? r[i] : m;
-        float z = 0.0f;
-#pragma omp simd reduction(+ : z)
-        for (long i = 0; i < n; ++i) {
-          r[i] = r[i] == -INFINITY ? 0.0f : exp_neg(r[i] - m);
-          z += r[i];
+      for (long i = i0; i < i1; ++i) {
+        const T* x = qkv + i * row;
+        const int slot = slots != nullptr ? slots[i] : s;
+        const int own_end = (slot + 16) / 16 * 16;  // slots [0, slot] in whole blocks
+        for (int g = 0; g < G; ++g)
+          rope(x + static_cast<long>(h * G + g) * D, cos + pos[i] * D, sin + pos[i] * D, D, q.data() + g * D);
+        if (sizeof(T) == 2) {  // bf16: the (bf16-rounded) queries as dimension pairs for the dot products
+          uint32_t* qp = reinterpret_cast<uint32_t*>(q.data() + G * D);
+          for (int j = 0; j < G * D / 2; ++j) qp[j] = bf16_pair(q[2 * j], q[2 * j + 1]);
         }
-        zs[g] = z;
+        const long n = (C - pb) + own_end;
+        float* sc0 = sc.data();
+        if (C > p0) {
+          const T* pkt = pk + (static_cast<long>(grp) * Hkv + h) * D * C;
+          scores<D, G>(q.data(), pkt, C, pb, C, scale, sc0, n, 0);
+        }
+        scores<D, G>(q.data(), kt, Tslots, 0, own_end, scale, sc0, n, C - pb);
+        float zs[G];
+        for (int g = 0; g < G; ++g) {  // masks, then softmax numerators in place (the token's slot is valid)
+          float* r = sc0 + g * n;
+          for (int t = pb; t < p0; ++t) r[t - pb] = -INFINITY;
+          float* own = r + (C - pb);
+          for (int t = 0; t < own_end; ++t)
+            if (t > slot || !ok[t]) own[t] = -INFINITY;
+          float m = -INFINITY;
+#pragma omp simd reduction(max : m)
+          for (long j = 0; j < n; ++j) m = r[j] > m ? r[j] : m;
+          float z = 0.0f;
+#pragma omp simd reduction(+ : z)
+          for (long j = 0; j < n; ++j) {
+            r[j] = r[j] == -INFINITY ? 0.0f : rnd<T>(exp_neg(r[j] - m));
+            z += r[j];
+          }
+          zs[g] = z;
+        }
+        v16f acc[G][NV] = {};
+        // fp32 reads exactly the slots with weight; bf16 reads whole slot pairs (weights of masked slots are 0)
+        const int v0 = sizeof(T) == 2 ? pb : p0, v1 = sizeof(T) == 2 ? own_end : slot + 1;
+        if (C > p0)
+          mix<D, G>(acc, pv + (static_cast<long>(grp) * Hkv + h) * C * D, v0, C, nullptr, sc0, n, v0 - pb);
+        mix<D, G>(acc, vh, 0, v1, ok, sc0, n, C - pb);
+        for (int g = 0; g < G; ++g) {
+          const float inv = 1.0f / zs[g];
+          T* o = out + i * H * D + static_cast<long>(h * G + g) * D;
+          for (int j = 0; j < NV; ++j)
+            for (int l = 0; l < 16; ++l) st(o, j * 16 + l, acc[g][j][l] * inv);
+        }
       }
-      v16f acc[G][NV] = {};
-      if (C > p0)
-        mix<T, D, G>(acc, pv + (static_cast<long>(grp) * Hkv + h) * C * D, p0, C, nullptr, sc0, n, p0 - pb);
-      mix<T, D, G>(acc, vh, 0, s + 1, ok, sc0, n, C - pb);
-      for (int g = 0; g < G; ++g) {
-        const float inv = 1.0f / zs[g];
-        T* o = out + static_cast<long>(b) * H * D + static_cast<long>(h * G + g) * D;
-        for (int j = 0; j < NV; ++j)
-          for (int l = 0; l < 16; ++l) st(o, j * 16 + l, acc[g][j][l] * inv);
-      }
+    };
+    const long tasks = static_cast<long>(B) * Hkv;
+    if (row_start == nullptr) {  // a decode step: equal tasks
+#pragma omp for schedule(static)
+      for (long task = 0; task < tasks; ++task) run(task);
+    } else {  // prefill: rows differ in length
+#pragma omp for schedule(dynamic, 1)
+      for (long task = 0; task < tasks; ++task) run(task);
     }
   }
 }
 
 template <typename T, int D>
-int attend_d(const T* qkv, const int64_t* pos, const T* cos, const T* sin, T* ck, T* cv, const uint8_t* valid,
+int attend_d(const T* qkv, const int64_t* pos, const int32_t* slots, const int64_t* row_start, const T* cos, const T* sin, T* ck, T* cv, const uint8_t* valid,
              const int64_t* group, const T* pk, const T* pv, const int32_t* pstart, T* out, int B, int G, int Hkv,
              int Tslots, int C, int s, float scale) {
 #define SPIRAL_ATTEND(GG) \
-  attend<T, D, GG>(qkv, pos, cos, sin, ck, cv, valid, group, pk, pv, pstart, out, B, Hkv, Tslots, C, s, scale)
+  attend<T, D, GG>(qkv, pos, slots, row_start, cos, sin, ck, cv, valid, group, pk, pv, pstart, out, B, Hkv, Tslots, C, s, scale)
   switch (G) {
     case 1: SPIRAL_ATTEND(1); return 0;
     case 2: SPIRAL_ATTEND(2); return 0;
@@ -221,16 +381,16 @@ int attend_d(const T* qkv, const int64_t* pos, const T* cos, const T* sin, T* ck
 }
 
 template <typename T>
-int attend_any(const T* qkv, const int64_t* pos, const T* cos, const T* sin, T* ck, T* cv, const uint8_t* valid,
+int attend_any(const T* qkv, const int64_t* pos, const int32_t* slots, const int64_t* row_start, const T* cos, const T* sin, T* ck, T* cv, const uint8_t* valid,
                const int64_t* group, const T* pk, const T* pv, const int32_t* pstart, T* out, int B, int H,
                int Hkv, int D, int Tslots, int C, int s, float scale) {
   if (H % Hkv != 0 || Tslots % 16 != 0 || C % 16 != 0) return 1;
   const int G = H / Hkv;
   switch (D) {
-    case 16: return attend_d<T, 16>(qkv, pos, cos, sin, ck, cv, valid, group, pk, pv, pstart, out, B, G, Hkv, Tslots, C, s, scale);
-    case 32: return attend_d<T, 32>(qkv, pos, cos, sin, ck, cv, valid, group, pk, pv, pstart, out, B, G, Hkv, Tslots, C, s, scale);
-    case 64: return attend_d<T, 64>(qkv, pos, cos, sin, ck, cv, valid, group, pk, pv, pstart, out, B, G, Hkv, Tslots, C, s, scale);
-    case 128: return attend_d<T, 128>(qkv, pos, cos, sin, ck, cv, valid, group, pk, pv, pstart, out, B, G, Hkv, Tslots, C, s, scale);
+    case 16: return attend_d<T, 16>(qkv, pos, slots, row_start, cos, sin, ck, cv, valid, group, pk, pv, pstart, out, B, G, Hkv, Tslots, C, s, scale);
+    case 32: return attend_d<T, 32>(qkv, pos, slots, row_start, cos, sin, ck, cv, valid, group, pk, pv, pstart, out, B, G, Hkv, Tslots, C, s, scale);
+    case 64: return attend_d<T, 64>(qkv, pos, slots, row_start, cos, sin, ck, cv, valid, group, pk, pv, pstart, out, B, G, Hkv, Tslots, C, s, scale);
+    case 128: return attend_d<T, 128>(qkv, pos, slots, row_start, cos, sin, ck, cv, valid, group, pk, pv, pstart, out, B, G, Hkv, Tslots, C, s, scale);
     default: return 1;
   }
 }
@@ -333,16 +493,17 @@ void sample(const T* logits, const double* u, int B, int V, float inv_temp, int6
 extern "C" {
 
 // dtype: 0 = fp32, 1 = bf16 (all tensors of one call share it; ids, positions and groups are int64).
-int spiral_attend(int dtype, const void* qkv, const int64_t* pos, const void* cos, const void* sin, void* ck,
+int spiral_attend(int dtype, const void* qkv, const int64_t* pos, const int32_t* slots, const int64_t* row_start,
+                  const void* cos, const void* sin, void* ck,
                    void* cv, const uint8_t* valid, const int64_t* group, const void* pk, const void* pv,
                    const int32_t* pstart, void* out, int B, int H, int Hkv, int D, int Tslots, int C, int s,
                    float scale) {
   if (dtype == 1)
-    return attend_any(static_cast<const uint16_t*>(qkv), pos, static_cast<const uint16_t*>(cos),
+    return attend_any(static_cast<const uint16_t*>(qkv), pos, slots, row_start, static_cast<const uint16_t*>(cos),
            static_cast<const uint16_t*>(sin), static_cast<uint16_t*>(ck), static_cast<uint16_t*>(cv), valid,
            group, static_cast<const uint16_t*>(pk), static_cast<const uint16_t*>(pv), pstart,
            static_cast<uint16_t*>(out), B, H, Hkv, D, Tslots, C, s, scale);
-  return attend_any(static_cast<const float*>(qkv), pos, static_cast<const float*>(cos), static_cast<const float*>(sin),
+  return attend_any(static_cast<const float*>(qkv), pos, slots, row_start, static_cast<const float*>(cos), static_cast<const float*>(sin),
            static_cast<float*>(ck), static_cast<float*>(cv), valid, group, static_cast<const float*>(pk),
            static_cast<const float*>(pv), pstart, static_cast<float*>(out), B, H, Hkv, D, Tslots, C, s, scale);
 }
@@ -371,6 +532,6 @@ void spiral_sample(int dtype, const void* logits, const double* u, int B, int V,
     sample(static_cast<const float*>(logits), u, B, V, inv_temp, ids, logp);
 }
 
-int spiral_abi_version() { return 4; }
+int spiral_abi_version() { return 6; }
 
 }  // extern "C"
