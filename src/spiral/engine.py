@@ -11,7 +11,8 @@ Face module, with no per-step framework overhead:
   and an own part under one softmax);
 - grouped-query attention without repeating K/V (the query heads of one KV head share one matmul);
 - RoPE tables computed once from the model's own rotary module;
-- finished rows compacted out of the batch in bulk (once an eighth of the rows has finished);
+- finished rows compacted out of the batch: at once under the native kernels (a row map into the cache, no
+  copy), else in bulk once an eighth of the rows has finished (the cache is copied);
 - tokens drawn from the same distribution as `rollout.sample_tokens` by inverse CDF (far cheaper than
   `torch.multinomial` over a 49k vocabulary), with the same behaviour log-probs the learner recomputes.
 `load_weights(policy)` re-packs the weights (a copy of ~0.5 GB for SmolLM2 in fp32, 0.1-0.3 s).
@@ -117,6 +118,7 @@ class Cache:
     valid: torch.Tensor  # (B, T) bool: slot holds a real token of the row
     group: torch.Tensor  # (B,) prefix group of each row, non-decreasing
     prefix: Prefix | None = None
+    rows: torch.Tensor | None = None  # native kernels: cache row of each batch row (compaction only drops entries)
 
     def spans(self) -> list[tuple[int, int, int]]:
         """(group, first row, end row) of each run of rows sharing a prefix."""
@@ -351,7 +353,7 @@ class FastGenerator:
                 qkv, pos, self.cos, self.sin, cache.k, cache.v, cache.valid, cache.group,
                 None if pre is None else pre.k, None if pre is None else pre.v, prefix_slots,
                 None if pre is None else pre.start, att, H, self.n_kv, s0, D**-0.5,
-                layer=li, slots=slots, row_start=row_start,
+                layer=li, slots=slots, row_start=row_start, rowmap=cache.rows,
             )  # fmt: skip
             k.add_rms(x, linear(att, layer.wo), layer.mlp_norm, h, self.eps)
             gu = linear(h, layer.wgu)  # (N, 2 F)
@@ -417,23 +419,24 @@ class FastGenerator:
         else:  # the native kernels' layouts (spiral.native.Kernels.cache_shapes), slots in blocks of 16
             T = -(-T // 16) * 16
             k_shape, v_shape = self.kernels.cache_shapes(self.dtype, lead, T, self.head_dim)
-            k = torch.empty(k_shape, dtype=self.dtype)  # unwritten key slots are masked: no fill needed
-            v = (torch.zeros if self.dtype == torch.bfloat16 else torch.empty)(v_shape, dtype=self.dtype)
+            # no fill: the kernel masks unwritten key slots and zeroes what it reads of unwritten value slots
+            k, v = torch.empty(k_shape, dtype=self.dtype), torch.empty(v_shape, dtype=self.dtype)
         return Cache(k, v, torch.zeros((B, T), dtype=torch.bool), group, prefix)
 
     def _resize(self, cache: Cache, keep: torch.Tensor, T: int, written: int) -> Cache:
-        """A cache of the rows `keep` with `T` slots, holding the first `written` slots of `cache`."""
+        """A cache of the rows `keep` with `T` slots, holding the first `written` slots of `cache`.
+
+        Under the native kernels the cache holds every slot from the start and rows only leave the batch: the
+        kept rows' entries of the row map, no copy.
+        """
+        if self.kernels is not None:
+            if T > cache.valid.shape[1]:
+                raise RuntimeError("the native cache is sized for max_new_tokens up front and never grows")
+            rows = torch.arange(len(cache.group)) if cache.rows is None else cache.rows
+            return Cache(cache.k, cache.v, cache.valid, cache.group[keep], cache.prefix, rows[keep])
         out = self._new_cache(len(keep), T, cache.group[keep], cache.prefix)
-        if self.kernels is None:
-            out.k[:, :, :, :written] = cache.k[:, keep, :, :written]
-            out.v[:, :, :, :written] = cache.v[:, keep, :, :written]
-        elif self.dtype == torch.bfloat16:  # keys (.., D/2, T, 2), values (.., T/2, D, 2)
-            out.k[:, :, :, :, :written] = cache.k[:, keep, :, :, :written]
-            pairs = (written + 1) // 2
-            out.v[:, :, :, :pairs] = cache.v[:, keep, :, :pairs]
-        else:  # keys (.., D, T), values (.., T, D)
-            out.k[:, :, :, :, :written] = cache.k[:, keep, :, :, :written]
-            out.v[:, :, :, :written] = cache.v[:, keep, :, :written]
+        out.k[:, :, :, :written] = cache.k[:, keep, :, :written]
+        out.v[:, :, :, :written] = cache.v[:, keep, :, :written]
         out.valid[:, :written] = cache.valid[keep, :written]
         return out
 
@@ -465,13 +468,17 @@ class FastGenerator:
             prefix = Prefix(pre.k, pre.v, bias, start)
         rests = [p[c:] for p, c in zip(prompts, cut, strict=True)]
         S = max(len(r) for r in rests)
-        cache = self._new_cache(B, S + min(max_new, self.grow), torch.tensor(group_of), prefix)
+        # The torch decode step attends to every slot: its cache starts small and grows (`grow`). The native one
+        # attends to the written slots only, so its cache holds every slot from the start (untouched memory is
+        # never paged in) and finished rows leave by the row map alone.
+        T = S + (max_new if self.kernels is not None else min(max_new, self.grow))
+        cache = self._new_cache(B, T, torch.tensor(group_of), prefix)
         ids = torch.full((B, S), self.pad_id, dtype=torch.long)
         pos = torch.zeros((B, S), dtype=torch.long)
         for b, (r, c) in enumerate(zip(rests, cut, strict=True)):
             ids[b, S - len(r) :] = torch.tensor(r)
             pos[b, S - len(r) :] = torch.arange(c, c + len(r))
-            cache.valid[b, S - len(r) :] = True
+            cache.valid[b, S - len(r) : S] = True  # later slots become valid as they are written
         h = self._forward(ids, pos, cache, 0)
         return self._logits(h), cache, torch.tensor([len(p) for p in prompts]), S
 
@@ -521,7 +528,9 @@ class FastGenerator:
             n_alive = int(alive.sum())
             if t == max_new - 1 or n_alive == 0:
                 break
-            compact = len(rows) - n_alive >= max(1, self.compact_fraction * len(rows))
+            # compaction is free under the native kernels (row map), so finished rows leave at once
+            threshold = 1 if self.kernels is not None else max(1, self.compact_fraction * len(rows))
+            compact = len(rows) - n_alive >= threshold
             full = slot == cache.valid.shape[1]
             if compact or full:  # drop finished rows and/or add `grow` slots
                 keep = alive.nonzero().squeeze(-1) if compact else torch.arange(len(rows))

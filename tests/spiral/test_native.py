@@ -270,3 +270,25 @@ def test_native_sampler_draws_what_the_torch_sampler_draws(dtype):
     freq = torch.bincount(ids, minlength=7).double() / n
     assert (freq - p).abs().max() < 0.005  # ~3 standard errors at p = 0.5
     torch.testing.assert_close(logp, p.log().float()[ids], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_native_caches_never_read_unwritten_slots(dtype, monkeypatch):
+    """The native caches start uninitialised: filled with NaN instead, generation must not change at all."""
+    require_kernels()
+    model, prompts = sharp_llama(), make_prompts()
+    s = Sampling(temperature=1.0, max_new_tokens=20)
+    eos = hf_greedy(model, prompts[0], 20, eos=-1)[5]  # rows finish at different steps: the row map shrinks
+    clean = FastGenerator(model, [eos], PAD, dtype, batch_size=8, seed=2).generate(prompts, s)
+    new_cache = FastGenerator._new_cache
+
+    def poisoned(self, *args, **kwargs):
+        cache = new_cache(self, *args, **kwargs)
+        cache.k.fill_(float("nan"))
+        cache.v.fill_(float("nan"))
+        return cache
+
+    monkeypatch.setattr(FastGenerator, "_new_cache", poisoned)
+    dirty = FastGenerator(model, [eos], PAD, dtype, batch_size=8, seed=2).generate(prompts, s)
+    assert dirty.tokens == clean.tokens
+    assert dirty.logprobs == clean.logprobs  # also no NaN

@@ -26,7 +26,7 @@ import torch
 
 SOURCE = Path(__file__).with_name("decode.cpp")
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-ffp-contract=fast", "-std=c++17", "-shared", "-fPIC"]
-ABI = 6
+ABI = 7
 DTYPES = {torch.float32: 0, torch.bfloat16: 1}
 HEAD_DIMS = (16, 32, 64, 128)  # the attention instances decode.cpp compiles (attend_any, attend_d)
 GROUPS = (1, 2, 3, 4, 6, 8)  # query heads per KV head
@@ -93,7 +93,7 @@ class Kernels:
         if lib.spiral_abi_version() != ABI:
             raise RuntimeError(f"{path} has ABI {lib.spiral_abi_version()}, expected {ABI}")
         P, I, F = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
-        lib.spiral_attend.argtypes = [I, P, P, P, P, P, P, P, P, P, P, P, P, P, P, I, I, I, I, I, I, I, F]
+        lib.spiral_attend.argtypes = [I, P, P, P, P, P, P, P, P, P, P, P, P, P, P, P, I, I, I, I, I, I, I, F]
         lib.spiral_attend.restype = ctypes.c_int
         lib.spiral_add_rms.argtypes = [I, P, P, P, P, I, I, F]
         lib.spiral_add_rms.restype = None
@@ -108,36 +108,40 @@ class Kernels:
         """Shapes of the key and value tensors `attend` reads, for leading dims `lead` (layers, rows, KV heads).
 
         fp32: keys (.., D, slots), values (.., slots, D). bf16: keys (.., D/2, slots, 2), values
-        (.., slots/2, D, 2) (pairs for the dot-product instructions; see decode.cpp). bf16 value caches must start
-        zeroed (an unwritten slot beside a written one is multiplied by 0).
+        (.., slots/2, D, 2) (pairs for the dot-product instructions; see decode.cpp). No initialisation needed:
+        the kernel masks unwritten key slots and zeroes the unwritten partner of each bf16 value slot it writes.
         """
         if dtype == torch.bfloat16:
             return (*lead, head_dim // 2, slots, 2), (*lead, slots // 2, head_dim, 2)
         return (*lead, head_dim, slots), (*lead, slots, head_dim)
 
     def attend(self, qkv, pos, cos, sin, ck, cv, valid, group, pk, pv, prefix_slots, pstart, out, heads, kv_heads,
-               s, scale, layer=0, slots=None, row_start=None) -> None:  # fmt: skip
-        """RoPE, cache writes and attention for the new tokens of every cache row (see decode.cpp `attend`).
+               s, scale, layer=0, slots=None, row_start=None, rowmap=None) -> None:  # fmt: skip
+        """RoPE, cache writes and attention for the new tokens of every batch row (see decode.cpp `attend`).
 
         A decode step: qkv (B, (H + 2 Hkv) D), one token per row at slot `s`. Prefill: qkv (N, ...) for the
         real tokens in row-major slot order, `slots` (N,) int32 their slots, `row_start` (B + 1,) int64 where
-        each row's tokens start. pos (N,) int64 RoPE positions; group (B,) int64; cos/sin (P, D); ck/cv the
-        own caches (layers, B, Hkv, ...) in `cache_shapes` layout, of which `layer` is used; valid (B, T) bool;
-        pk/pv the prefix caches (layers, Gr, Hkv, ...) of `prefix_slots` slots each, or None; pstart (Gr,) int32
-        first real prefix slot of each group; out (N, H D). T and prefix_slots are multiples of 16.
+        each row's tokens start. pos (N,) int64 RoPE positions; group (B,) int64 prefix group of each batch row;
+        rowmap (B,) int64 the cache row of each batch row (None: the same); cos/sin (P, D); ck/cv the own caches
+        (layers, R, Hkv, ...) in `cache_shapes` layout, of which `layer` is used; valid (R, T) bool per cache
+        row; pk/pv the prefix caches (layers, Gr, Hkv, ...) of `prefix_slots` slots each, or None; pstart (Gr,)
+        int32 first real prefix slot of each group; out (N, H D). T and prefix_slots are multiples of 16.
         """
-        B, D, T = valid.shape[0], cos.shape[1], valid.shape[1]
+        B, D, T = group.shape[0], cos.shape[1], valid.shape[1]
         C = 0 if pk is None else prefix_slots
         want = self.cache_shapes(ck.dtype, tuple(ck.shape[1:3]), T, D)
-        if (tuple(ck.shape[1:]), tuple(cv.shape[1:])) != want or not (ck.is_contiguous() and cv.is_contiguous()):
-            raise ValueError(f"attend needs contiguous caches of shapes {want}, got {ck.shape} / {cv.shape}")
+        if (tuple(ck.shape[1:]), tuple(cv.shape[1:])) != want or not (ck[0].is_contiguous() and cv[0].is_contiguous()):
+            raise ValueError(f"attend needs per-layer contiguous caches of shapes {want}, got {ck.shape} / {cv.shape}")
+        if rowmap is None and B != valid.shape[0]:
+            raise ValueError(f"{B} batch rows but {valid.shape[0]} cache rows and no rowmap")
         size = ck.element_size()
         if self.lib.spiral_attend(
             DTYPES[qkv.dtype], qkv.data_ptr(), pos.data_ptr(), None if slots is None else slots.data_ptr(),
-            None if row_start is None else row_start.data_ptr(), cos.data_ptr(), sin.data_ptr(),
-            ck.data_ptr() + layer * ck[0].numel() * size, cv.data_ptr() + layer * cv[0].numel() * size,
-            valid.data_ptr(), group.data_ptr(), None if pk is None else pk.data_ptr() + layer * pk[0].numel() * size,
-            None if pv is None else pv.data_ptr() + layer * pv[0].numel() * size,
+            None if row_start is None else row_start.data_ptr(), None if rowmap is None else rowmap.data_ptr(),
+            cos.data_ptr(), sin.data_ptr(), ck.data_ptr() + layer * ck.stride(0) * size,
+            cv.data_ptr() + layer * cv.stride(0) * size, valid.data_ptr(), group.data_ptr(),
+            None if pk is None else pk.data_ptr() + layer * pk.stride(0) * size,
+            None if pv is None else pv.data_ptr() + layer * pv.stride(0) * size,
             None if pstart is None else pstart.data_ptr(), out.data_ptr(), B, heads, kv_heads, D, T, C, s, scale,
         ):  # fmt: skip
             raise ValueError(

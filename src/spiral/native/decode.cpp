@@ -272,7 +272,7 @@ inline void mix(v16f (*acc)[D / 16], const uint16_t* values, int t0, int t1, con
 // 16 slots and the scores of slots past the token's or not valid are then masked, so unwritten key slots may hold
 // anything; fp32 values of such slots are never read, bf16 ones are multiplied by 0 (so those caches start zeroed).
 template <typename T, int D, int G>
-void attend(const T* qkv, const int64_t* pos, const int32_t* slots, const int64_t* row_start, const T* cos,
+void attend(const T* qkv, const int64_t* pos, const int32_t* slots, const int64_t* row_start, const int64_t* rowmap, const T* cos,
             const T* sin, T* ck, T* cv, const uint8_t* valid, const int64_t* group, const T* pk, const T* pv,
             const int32_t* pstart, T* out, int B, int Hkv, int Tslots, int C, int s, float scale) {
   constexpr int NV = D / 16;
@@ -286,22 +286,26 @@ void attend(const T* qkv, const int64_t* pos, const int32_t* slots, const int64_
       const int b = static_cast<int>(task / Hkv), h = static_cast<int>(task % Hkv);
       const long i0 = row_start != nullptr ? row_start[b] : b;
       const long i1 = row_start != nullptr ? row_start[b + 1] : b + 1;
-      T* kt = ck + (static_cast<long>(b) * Hkv + h) * D * Tslots;
-      T* vh = cv + (static_cast<long>(b) * Hkv + h) * Tslots * D;
+      const long cr = rowmap != nullptr ? rowmap[b] : b;  // the row's place in the cache
+      T* kt = ck + (cr * Hkv + h) * D * Tslots;
+      T* vh = cv + (cr * Hkv + h) * Tslots * D;
+      const uint8_t* ok = valid + cr * Tslots;
       for (long i = i0; i < i1; ++i) {  // the row's new keys and values first: later tokens attend to them
         const T* x = qkv + i * row;
-        const long slot = slots != nullptr ? slots[i] : s;
+        const int slot = slots != nullptr ? slots[i] : s;
         rope(x + static_cast<long>(H + h) * D, cos + pos[i] * D, sin + pos[i] * D, D, kr.data());
         const T* vnew = x + static_cast<long>(H + Hkv + h) * D;
+        const int partner = slot ^ 1;  // bf16 values are read in slot pairs: a pair's unwritten slot must be 0
+        const bool clear = sizeof(T) == 2 && partner < Tslots && !ok[partner];
         for (int d = 0; d < D; ++d) {
-          put_k(kt, Tslots, static_cast<int>(slot), d, kr[d]);
-          put_v(vh, D, static_cast<int>(slot), d, vnew[d]);
+          put_k(kt, Tslots, slot, d, kr[d]);
+          put_v(vh, D, slot, d, vnew[d]);
+          if (clear) put_v(vh, D, partner, d, T{});
         }
       }
       const int grp = C > 0 ? static_cast<int>(group[b]) : 0;
       const int p0 = C > 0 ? pstart[grp] : C;
       const int pb = p0 / 16 * 16;  // first prefix block read
-      const uint8_t* ok = valid + static_cast<long>(b) * Tslots;
       for (long i = i0; i < i1; ++i) {
         const T* x = qkv + i * row;
         const int slot = slots != nullptr ? slots[i] : s;
@@ -363,11 +367,11 @@ void attend(const T* qkv, const int64_t* pos, const int32_t* slots, const int64_
 }
 
 template <typename T, int D>
-int attend_d(const T* qkv, const int64_t* pos, const int32_t* slots, const int64_t* row_start, const T* cos, const T* sin, T* ck, T* cv, const uint8_t* valid,
+int attend_d(const T* qkv, const int64_t* pos, const int32_t* slots, const int64_t* row_start, const int64_t* rowmap, const T* cos, const T* sin, T* ck, T* cv, const uint8_t* valid,
              const int64_t* group, const T* pk, const T* pv, const int32_t* pstart, T* out, int B, int G, int Hkv,
              int Tslots, int C, int s, float scale) {
 #define SPIRAL_ATTEND(GG) \
-  attend<T, D, GG>(qkv, pos, slots, row_start, cos, sin, ck, cv, valid, group, pk, pv, pstart, out, B, Hkv, Tslots, C, s, scale)
+  attend<T, D, GG>(qkv, pos, slots, row_start, rowmap, cos, sin, ck, cv, valid, group, pk, pv, pstart, out, B, Hkv, Tslots, C, s, scale)
   switch (G) {
     case 1: SPIRAL_ATTEND(1); return 0;
     case 2: SPIRAL_ATTEND(2); return 0;
@@ -381,16 +385,16 @@ int attend_d(const T* qkv, const int64_t* pos, const int32_t* slots, const int64
 }
 
 template <typename T>
-int attend_any(const T* qkv, const int64_t* pos, const int32_t* slots, const int64_t* row_start, const T* cos, const T* sin, T* ck, T* cv, const uint8_t* valid,
+int attend_any(const T* qkv, const int64_t* pos, const int32_t* slots, const int64_t* row_start, const int64_t* rowmap, const T* cos, const T* sin, T* ck, T* cv, const uint8_t* valid,
                const int64_t* group, const T* pk, const T* pv, const int32_t* pstart, T* out, int B, int H,
                int Hkv, int D, int Tslots, int C, int s, float scale) {
   if (H % Hkv != 0 || Tslots % 16 != 0 || C % 16 != 0) return 1;
   const int G = H / Hkv;
   switch (D) {
-    case 16: return attend_d<T, 16>(qkv, pos, slots, row_start, cos, sin, ck, cv, valid, group, pk, pv, pstart, out, B, G, Hkv, Tslots, C, s, scale);
-    case 32: return attend_d<T, 32>(qkv, pos, slots, row_start, cos, sin, ck, cv, valid, group, pk, pv, pstart, out, B, G, Hkv, Tslots, C, s, scale);
-    case 64: return attend_d<T, 64>(qkv, pos, slots, row_start, cos, sin, ck, cv, valid, group, pk, pv, pstart, out, B, G, Hkv, Tslots, C, s, scale);
-    case 128: return attend_d<T, 128>(qkv, pos, slots, row_start, cos, sin, ck, cv, valid, group, pk, pv, pstart, out, B, G, Hkv, Tslots, C, s, scale);
+    case 16: return attend_d<T, 16>(qkv, pos, slots, row_start, rowmap, cos, sin, ck, cv, valid, group, pk, pv, pstart, out, B, G, Hkv, Tslots, C, s, scale);
+    case 32: return attend_d<T, 32>(qkv, pos, slots, row_start, rowmap, cos, sin, ck, cv, valid, group, pk, pv, pstart, out, B, G, Hkv, Tslots, C, s, scale);
+    case 64: return attend_d<T, 64>(qkv, pos, slots, row_start, rowmap, cos, sin, ck, cv, valid, group, pk, pv, pstart, out, B, G, Hkv, Tslots, C, s, scale);
+    case 128: return attend_d<T, 128>(qkv, pos, slots, row_start, rowmap, cos, sin, ck, cv, valid, group, pk, pv, pstart, out, B, G, Hkv, Tslots, C, s, scale);
     default: return 1;
   }
 }
@@ -494,16 +498,17 @@ extern "C" {
 
 // dtype: 0 = fp32, 1 = bf16 (all tensors of one call share it; ids, positions and groups are int64).
 int spiral_attend(int dtype, const void* qkv, const int64_t* pos, const int32_t* slots, const int64_t* row_start,
+                  const int64_t* rowmap,
                   const void* cos, const void* sin, void* ck,
                    void* cv, const uint8_t* valid, const int64_t* group, const void* pk, const void* pv,
                    const int32_t* pstart, void* out, int B, int H, int Hkv, int D, int Tslots, int C, int s,
                    float scale) {
   if (dtype == 1)
-    return attend_any(static_cast<const uint16_t*>(qkv), pos, slots, row_start, static_cast<const uint16_t*>(cos),
+    return attend_any(static_cast<const uint16_t*>(qkv), pos, slots, row_start, rowmap, static_cast<const uint16_t*>(cos),
            static_cast<const uint16_t*>(sin), static_cast<uint16_t*>(ck), static_cast<uint16_t*>(cv), valid,
            group, static_cast<const uint16_t*>(pk), static_cast<const uint16_t*>(pv), pstart,
            static_cast<uint16_t*>(out), B, H, Hkv, D, Tslots, C, s, scale);
-  return attend_any(static_cast<const float*>(qkv), pos, slots, row_start, static_cast<const float*>(cos), static_cast<const float*>(sin),
+  return attend_any(static_cast<const float*>(qkv), pos, slots, row_start, rowmap, static_cast<const float*>(cos), static_cast<const float*>(sin),
            static_cast<float*>(ck), static_cast<float*>(cv), valid, group, static_cast<const float*>(pk),
            static_cast<const float*>(pv), pstart, static_cast<float*>(out), B, H, Hkv, D, Tslots, C, s, scale);
 }
@@ -532,6 +537,6 @@ void spiral_sample(int dtype, const void* logits, const double* u, int B, int V,
     sample(static_cast<const float*>(logits), u, B, V, inv_temp, ids, logp);
 }
 
-int spiral_abi_version() { return 6; }
+int spiral_abi_version() { return 7; }
 
 }  // extern "C"
