@@ -118,7 +118,9 @@ class Cache:
     valid: torch.Tensor  # (B, T) bool: slot holds a real token of the row
     group: torch.Tensor  # (B,) prefix group of each row, non-decreasing
     prefix: Prefix | None = None
-    rows: torch.Tensor | None = None  # native kernels: cache row of each batch row (compaction only drops entries)
+    rows: torch.Tensor | None = (
+        None  # native kernels: cache row of each batch row (compaction only drops entries)
+    )
 
     def spans(self) -> list[tuple[int, int, int]]:
         """(group, first row, end row) of each run of rows sharing a prefix."""

@@ -8,6 +8,7 @@ restores it afterwards.
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 
 import pytest
@@ -292,3 +293,25 @@ def test_native_caches_never_read_unwritten_slots(dtype, monkeypatch):
     dirty = FastGenerator(model, [eos], PAD, dtype, batch_size=8, seed=2).generate(prompts, s)
     assert dirty.tokens == clean.tokens
     assert dirty.logprobs == clean.logprobs  # also no NaN
+
+
+@pytest.mark.parametrize("flags", [["-mno-avx512bf16"], ["-march=x86-64-v3"]], ids=["no-bf16-dot", "avx2"])
+def test_portable_code_paths_agree_with_the_default_build(flags):
+    """The bf16 path without dot-product instructions, and an AVX2-only build, give the default build's results."""
+    require_kernels()
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("x86 compiler flags")
+    try:
+        variant = native.Kernels(native.build(native._compiler(), flags))
+    except (OSError, RuntimeError) as e:
+        pytest.skip(f"the compiler cannot build {flags}: {e}")
+    model, prompts = sharp_llama(), make_prompts()
+    for dtype, tol in ((torch.float32, 1e-4), (torch.bfloat16, 0.05)):
+        default = FastGenerator(model, [EOS], PAD, dtype, batch_size=8)
+        other = FastGenerator(model, [EOS], PAD, dtype, batch_size=8)
+        other.kernels = variant
+        greedy = Sampling(temperature=0.0, max_new_tokens=12)
+        a, b = default.generate(prompts, greedy), other.generate(prompts, greedy)
+        assert b.tokens == a.tokens
+        for la, lb in zip(a.logprobs, b.logprobs, strict=True):
+            torch.testing.assert_close(torch.tensor(lb), torch.tensor(la), atol=tol, rtol=0)

@@ -60,11 +60,16 @@ def _cache_dir() -> Path:
     return Path(root) if root else Path.home() / ".cache" / "spiral" / "native"
 
 
-def build(cxx: str) -> Path:
-    """Compile the kernels (or find them in the cache); the path of the shared library."""
+def build(cxx: str, extra: list[str] | None = None) -> Path:
+    """Compile the kernels (or find them in the cache); the path of the shared library.
+
+    `extra` compiler flags come after the defaults (default: `$SPIRAL_NATIVE_FLAGS`, split on spaces), e.g.
+    `-mno-avx512bf16` for the portable bf16 code path or `-march=x86-64-v3` for a binary older CPUs can run.
+    """
+    flags = FLAGS + (os.environ.get("SPIRAL_NATIVE_FLAGS", "").split() if extra is None else list(extra))
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False).stdout
     key = hashlib.sha256(
-        "\0".join([SOURCE.read_text(), " ".join(FLAGS), version, _cpu_flags(), sys.platform]).encode()
+        "\0".join([SOURCE.read_text(), " ".join(flags), version, _cpu_flags(), sys.platform]).encode()
     ).hexdigest()[:16]
     out = _cache_dir() / f"spiral_decode_{key}.so"
     if out.exists():
@@ -74,7 +79,7 @@ def build(cxx: str) -> Path:
     os.close(fd)
     try:
         proc = subprocess.run(
-            [cxx, *FLAGS, str(SOURCE), "-o", tmp], capture_output=True, text=True, check=False
+            [cxx, *flags, str(SOURCE), "-o", tmp], capture_output=True, text=True, check=False
         )
         if proc.returncode != 0:
             raise RuntimeError(f"{cxx} failed: {proc.stderr.strip()[-2000:]}")
@@ -130,8 +135,12 @@ class Kernels:
         B, D, T = group.shape[0], cos.shape[1], valid.shape[1]
         C = 0 if pk is None else prefix_slots
         want = self.cache_shapes(ck.dtype, tuple(ck.shape[1:3]), T, D)
-        if (tuple(ck.shape[1:]), tuple(cv.shape[1:])) != want or not (ck[0].is_contiguous() and cv[0].is_contiguous()):
-            raise ValueError(f"attend needs per-layer contiguous caches of shapes {want}, got {ck.shape} / {cv.shape}")
+        if (tuple(ck.shape[1:]), tuple(cv.shape[1:])) != want or not (
+            ck[0].is_contiguous() and cv[0].is_contiguous()
+        ):
+            raise ValueError(
+                f"attend needs per-layer contiguous caches of shapes {want}, got {ck.shape} / {cv.shape}"
+            )
         if rowmap is None and B != valid.shape[0]:
             raise ValueError(f"{B} batch rows but {valid.shape[0]} cache rows and no rowmap")
         size = ck.element_size()
