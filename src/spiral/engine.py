@@ -432,7 +432,7 @@ class FastGenerator:
         kept rows' entries of the row map, no copy.
         """
         if self.kernels is not None:
-            if T > cache.valid.shape[1]:
+            if cache.valid.shape[1] < T:
                 raise RuntimeError("the native cache is sized for max_new_tokens up front and never grows")
             rows = torch.arange(len(cache.group)) if cache.rows is None else cache.rows
             return Cache(cache.k, cache.v, cache.valid, cache.group[keep], cache.prefix, rows[keep])

@@ -141,7 +141,7 @@ class Kernels:
             raise ValueError(
                 f"attend needs per-layer contiguous caches of shapes {want}, got {ck.shape} / {cv.shape}"
             )
-        if rowmap is None and B != valid.shape[0]:
+        if rowmap is None and valid.shape[0] != B:
             raise ValueError(f"{B} batch rows but {valid.shape[0]} cache rows and no rowmap")
         size = ck.element_size()
         if self.lib.spiral_attend(
