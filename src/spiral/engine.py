@@ -3,13 +3,16 @@
 `FastGenerator` runs its own forward pass over the policy's (LoRA-merged) weights instead of the Hugging
 Face module, with no per-step framework overhead:
 - fused QKV and gate/up projections; bf16 weights prepacked for oneDNN where that gives F.linear's results;
-- a preallocated KV cache whose slot axis is shared by all rows (left padding aligns them), grown by a few
-  slots at a time; a decode step attends to all its slots (contiguous, so no per-layer copies);
-- prefill runs the projections and MLP on the real tokens only, and attention as one SDPA call per layer;
-- shared prompt prefixes (`spiral.model.plan_prefixes`) computed once and kept once per group: their keys
-  and values are read once per group each step, not once per row (attention is split into a prefix part
-  and an own part under one softmax);
-- grouped-query attention without repeating K/V (the query heads of one KV head share one matmul);
+- native kernels (`spiral.native`, C++ compiled on first use; used when a compiler is present and the attention
+  shape is supported, `native=False` or SPIRAL_NATIVE=0 for the torch path): per layer 4 matmuls and 3 native
+  calls, for decode steps and prefill alike, on real tokens only:
+  RoPE + cache write + attention (shared prefix and own slots under one softmax, fp32 accumulation, AVX512-BF16
+  dot products on bf16 caches where the CPU has them), residual add + RMSNorm, SiLU * up; and the sampler;
+- without them (torch path): a KV cache whose slot axis is shared by all rows (left padding aligns them), grown
+  by a few slots at a time, a decode step attending to all its slots; prefill attention as one SDPA call per
+  layer; prefix keys and values read once per group each step (attention split into a prefix part and an own
+  part under one softmax); grouped-query attention without repeating K/V;
+- shared prompt prefixes (`spiral.model.plan_prefixes`) computed once and kept once per group;
 - RoPE tables computed once from the model's own rotary module;
 - finished rows compacted out of the batch: at once under the native kernels (a row map into the cache, no
   copy), else in bulk once an eighth of the rows has finished (the cache is copied);

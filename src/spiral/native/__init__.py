@@ -75,6 +75,11 @@ def build(cxx: str, extra: list[str] | None = None) -> Path:
     if out.exists():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
+    print(
+        f"spiral: compiling the native decode kernels into {out} (once per machine)",
+        file=sys.stderr,
+        flush=True,
+    )
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
     os.close(fd)
     try:
@@ -208,4 +213,9 @@ def load() -> Kernels | None:
     except (OSError, RuntimeError) as e:
         error = str(e)
         _lib = None
+        first = error.splitlines()[0] if error else "unknown error"
+        print(
+            f"spiral: native decode kernels unavailable, using the torch decode step ({first})",
+            file=sys.stderr,
+        )
     return _lib
