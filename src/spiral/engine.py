@@ -121,9 +121,8 @@ class Cache:
     valid: torch.Tensor  # (B, T) bool: slot holds a real token of the row
     group: torch.Tensor  # (B,) prefix group of each row, non-decreasing
     prefix: Prefix | None = None
-    rows: torch.Tensor | None = (
-        None  # native kernels: cache row of each batch row (compaction only drops entries)
-    )
+    # native kernels: the cache row of each batch row (None: the same); compaction only drops entries
+    rows: torch.Tensor | None = None
 
     def spans(self) -> list[tuple[int, int, int]]:
         """(group, first row, end row) of each run of rows sharing a prefix."""
@@ -185,8 +184,9 @@ class FastGenerator:
                 raise RuntimeError(
                     f"native decode kernels unavailable: {native_mod.error or 'unsupported shape'}"
                 )
-        # The own cache starts with room for `grow` new tokens and grows by `grow` slots when full: a decode step
-        # attends to all its slots, so a cache sized for max_new_tokens up front would read mostly empty slots.
+        # Torch path: the own cache starts with room for `grow` new tokens and grows by `grow` slots when full: a
+        # decode step attends to all its slots, so a cache sized for max_new_tokens up front would read mostly
+        # empty slots. (The native kernels attend to written slots only; their cache is sized up front.)
         self.grow = grow
         self.dtype, self.batch_size, self.pad_id, self.share_prefix = dtype, batch_size, pad_id, share_prefix
         self.compact_fraction = compact_fraction  # compact the batch once this share of its rows has finished
