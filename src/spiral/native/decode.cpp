@@ -83,19 +83,10 @@ SPIRAL_INLINE void rope(const T* x, const T* cos, const T* sin, int D, float* ou
 // Vectors of 16 floats (GCC/Clang vector extensions: one AVX-512 register, two AVX2 ones, four NEON ones).
 typedef float v16f __attribute__((vector_size(64)));
 typedef uint32_t v16u __attribute__((vector_size(64)));
-typedef uint16_t v16h __attribute__((vector_size(32)));
 
 SPIRAL_INLINE v16f load16(const float* p) {
   v16f v;
   std::memcpy(&v, p, sizeof v);
-  return v;
-}
-SPIRAL_INLINE v16f load16(const uint16_t* p) {
-  v16h h;
-  std::memcpy(&h, p, sizeof h);
-  const v16u u = __builtin_convertvector(h, v16u) << 16;
-  v16f v;
-  std::memcpy(&v, &u, sizeof v);
   return v;
 }
 // Cache layouts, per (row, KV head) block of D x Tslots elements:
