@@ -261,7 +261,8 @@ inline void mix(v16f (*acc)[D / 16], const uint16_t* values, int t0, int t1, con
 // row's group prefix (slots [pstart[grp], C) of prefix group grp) and the row's valid own slots up to its own.
 // Caches in the layouts above (put_k, put_v); Tslots and C are multiples of 16. Keys are scored in whole blocks of
 // 16 slots and the scores of slots past the token's or not valid are then masked, so unwritten key slots may hold
-// anything; fp32 values of such slots are never read, bf16 ones are multiplied by 0 (so those caches start zeroed).
+// anything. fp32 values of such slots are never read; bf16 values are read in slot pairs, a masked slot with
+// weight 0, so writing a slot zeroes its pair partner while that is not valid (no cache needs a fill).
 template <typename T, int D, int G>
 void attend(const T* qkv, const int64_t* pos, const int32_t* slots, const int64_t* row_start, const int64_t* rowmap, const T* cos,
             const T* sin, T* ck, T* cv, const uint8_t* valid, const int64_t* group, const T* pk, const T* pv,
