@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import platform
-import shutil
 
 import pytest
 import torch
@@ -20,15 +19,11 @@ from spiral.engine import FastGenerator
 from spiral.rollout import Sampling
 
 
-def have_compiler() -> bool:
-    return any(shutil.which(c) for c in (os.environ.get("CXX"), "c++", "g++", "clang++") if c)
-
-
 def require_kernels() -> native.Kernels:
     """The loaded kernels; skips when they cannot be built here, fails when they should have been."""
     if os.environ.get("SPIRAL_NATIVE") == "0":
         pytest.skip("native kernels turned off by SPIRAL_NATIVE=0")
-    if not have_compiler():
+    if native._compiler() is None:
         pytest.skip("no C++ compiler: the engine uses its torch decode step")
     kernels = native.load()
     assert kernels is not None, native.error
