@@ -92,6 +92,8 @@ def play(
         engines[name].generate(warm, Sampling(sampling.temperature, sampling.top_p, 8))
         if hasattr(engines[name], "timing"):
             engines[name].timing.update(dict.fromkeys(engines[name].timing, 0))
+        if hasattr(engines[name], "clear_prefix_cache"):  # the first timed round computes its prefixes itself
+            engines[name].clear_prefix_cache()
     for r in range(rounds):
         prompts = fmt.encode([g.get_observation()[1] for g in games])
         k = (r + shift) % len(names)
@@ -181,7 +183,8 @@ def main() -> None:
                "load": (load0 + os.getloadavg()[0]) / 2,
                "prefill_share": ft["prefill_s"] / (ft["prefill_s"] + ft["decode_s"]),
                "decode_tps": ft["decode_row_steps"] / max(ft["decode_s"], 1e-9),
-               "decode_cpu_tps": ft["decode_row_steps"] / max(ft["decode_cpu_s"], 1e-9)}  # fmt: skip
+               "decode_cpu_tps": ft["decode_row_steps"] / max(ft["decode_cpu_s"], 1e-9),
+               "prefix": (ft["prefix_tokens_computed"], ft["prefix_tokens_reused"])}  # fmt: skip
         for name, (n_tok, n_turns, secs, cpu) in totals.items():
             row[name] = (n_tok / secs, n_turns / secs, n_tok / cpu, n_turns / cpu)
         rows.append(row)
@@ -203,7 +206,12 @@ def _table(rows: list[dict], args, probe: Probe, params: int, weight_bytes: int)
     cmd = "python benchmarks/rollout_throughput.py " + " ".join(sys.argv[1:])
     head = ["games B", "prompt tokens", "load avg"]
     head += [f"{n} tok/s wall / CPU" for n in engines] + [f"{n} turns/s wall / CPU" for n in engines]
-    head += ["fast / roofline wall / CPU", "fast decode-only tok/s / roofline", "fast prefill share"]
+    head += [
+        "fast / roofline wall / CPU",
+        "fast decode-only tok/s / roofline",
+        "fast prefill share",
+        "fast prefix tokens computed / reused",
+    ]
     head += [f"fast / {n} wall / CPU" for n in engines if n != "fast"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -212,7 +220,7 @@ def _table(rows: list[dict], args, probe: Probe, params: int, weight_bytes: int)
         cells += [f"{r[n][1]:.2f} / {r[n][3]:.2f}" for n in engines]
         f, roof = r["fast"], r["roofline"]
         cells += [f"{f[0] / roof:.0%} / {f[2] / roof:.0%}", f"{r['decode_tps']:.1f} = {r['decode_tps'] / roof:.0%}",
-                  f"{r['prefill_share']:.0%}"]  # fmt: skip
+                  f"{r['prefill_share']:.0%}", f"{r['prefix'][0]} / {r['prefix'][1]}"]  # fmt: skip
         cells += [f"{f[0] / r[n][0]:.2f}x / {f[2] / r[n][2]:.2f}x" for n in engines if n != "fast"]
         lines.append("| " + " | ".join(cells) + " |")
     roof = ", ".join(f"B={r['B']}: {r['roofline']:.0f}" for r in rows)
@@ -239,7 +247,9 @@ def _table(rows: list[dict], args, probe: Probe, params: int, weight_bytes: int)
         "sums its threads: with one thread it is the time the process actually ran, which discounts other jobs' "
         "share of a busy machine; with T threads multiply the CPU rate by T to compare it with the wall rate). "
         "The probes take the best of 5 and so approximate unshared cores. 'decode-only' counts the fast "
-        "engine's decode steps alone, per wall second.",
+        "engine's decode steps alone, per wall second. The fast engine keeps the K/V of shared prompt prefixes "
+        "across calls until its weights change (cleared after the warm-up, so the first round computes them); "
+        "'prefix tokens' counts the prefix tokens it computed and the ones it reused, over all rounds.",
         "",
         *lines,
         "",

@@ -12,18 +12,24 @@ Face module, with no per-step framework overhead:
   by a few slots at a time, a decode step attending to all its slots; prefill attention as one SDPA call per
   layer; prefix keys and values read once per group each step (attention split into a prefix part and an own
   part under one softmax); grouped-query attention without repeating K/V;
-- shared prompt prefixes (`spiral.model.plan_prefixes`) computed once and kept once per group;
+- shared prompt prefixes (`spiral.model.plan_prefixes`) computed once and kept once per group, and stored across
+  calls until the weights change (`prefix_cache_mb`, least recently used first out): self-play sends the same
+  system prompt and rules every round, so later rounds compute only each prompt's own part;
+- under the native kernels, attention skips the blocks of a row's own cache that hold only its prompt's left
+  padding (`Cache.own_start`);
 - RoPE tables computed once from the model's own rotary module;
 - finished rows compacted out of the batch: at once under the native kernels (a row map into the cache, no
   copy), else in bulk once an eighth of the rows has finished (the cache is copied);
 - tokens drawn from the same distribution as `rollout.sample_tokens` by inverse CDF (far cheaper than
   `torch.multinomial` over a 49k vocabulary), with the same behaviour log-probs the learner recomputes.
-`load_weights(policy)` re-packs the weights (a copy of ~0.5 GB for SmolLM2 in fp32, 0.1-0.3 s).
+`load_weights(policy)` re-packs the weights (a copy of ~0.5 GB for SmolLM2 in fp32, 0.1-0.3 s) and drops the
+stored prefixes.
 """
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
@@ -123,6 +129,8 @@ class Cache:
     prefix: Prefix | None = None
     # native kernels: the cache row of each batch row (None: the same); compaction only drops entries
     rows: torch.Tensor | None = None
+    # native kernels: (R,) int32 first slot of each cache row that holds a token (its prompt's left padding before)
+    own_start: torch.Tensor | None = None
 
     def spans(self) -> list[tuple[int, int, int]]:
         """(group, first row, end row) of each run of rows sharing a prefix."""
@@ -169,6 +177,7 @@ class FastGenerator:
         prepack: bool | None = None,
         grow: int = 32,
         native: bool | None = None,
+        prefix_cache_mb: float = 256,
     ) -> None:
         base, cfg = _config(policy)
         self.prepack = can_prepack(dtype) if prepack is None else prepack
@@ -195,7 +204,13 @@ class FastGenerator:
         self.rng = torch.Generator().manual_seed(seed)
         # wall and process-CPU seconds of prefill and decode, decode steps and row-steps (for benchmarks)
         self.timing = dict.fromkeys(("prefill_s", "prefill_cpu_s", "decode_s", "decode_cpu_s"), 0.0)
-        self.timing.update(decode_steps=0, decode_row_steps=0)
+        self.timing.update(
+            decode_steps=0, decode_row_steps=0, prefix_tokens_computed=0, prefix_tokens_reused=0
+        )
+        # K/V of shared prompt prefixes computed by earlier calls (the same system prompt and rules come back each
+        # round of self-play), keyed by their tokens; valid for the current weights only (load_weights clears it)
+        self.prefix_cache_mb = prefix_cache_mb
+        self._prefixes: OrderedDict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
         self.n_heads, self.n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         self.eps = cfg.rms_norm_eps
@@ -219,6 +234,7 @@ class FastGenerator:
         """Pack the policy's current (LoRA-merged) weights into fused `dtype` tensors."""
         sd = merged_state_dict(policy)
         dt = self.dtype
+        self._prefixes.clear()  # stored prefix K/V belong to the previous weights
 
         def w(
             key: str, copy: bool = True
@@ -358,7 +374,7 @@ class FastGenerator:
                 qkv, pos, self.cos, self.sin, cache.k, cache.v, cache.valid, cache.group,
                 None if pre is None else pre.k, None if pre is None else pre.v, prefix_slots,
                 None if pre is None else pre.start, att, H, self.n_kv, s0, D**-0.5,
-                layer=li, slots=slots, row_start=row_start, rowmap=cache.rows,
+                layer=li, slots=slots, row_start=row_start, rowmap=cache.rows, own_start=cache.own_start,
             )  # fmt: skip
             k.add_rms(x, linear(att, layer.wo), layer.mlp_norm, h, self.eps)
             gu = linear(h, layer.wgu)  # (N, 2 F)
@@ -438,7 +454,9 @@ class FastGenerator:
             if cache.valid.shape[1] < T:
                 raise RuntimeError("the native cache is sized for max_new_tokens up front and never grows")
             rows = torch.arange(len(cache.group)) if cache.rows is None else cache.rows
-            return Cache(cache.k, cache.v, cache.valid, cache.group[keep], cache.prefix, rows[keep])
+            return Cache(
+                cache.k, cache.v, cache.valid, cache.group[keep], cache.prefix, rows[keep], cache.own_start
+            )
         out = self._new_cache(len(keep), T, cache.group[keep], cache.prefix)
         out.k[:, :, :, :written] = cache.k[:, keep, :, :written]
         out.v[:, :, :, :written] = cache.v[:, keep, :, :written]
@@ -453,24 +471,10 @@ class FastGenerator:
         if max(len(p) for p in prompts) + max_new > self.max_positions:
             raise ValueError(f"prompt + max_new_tokens exceeds the model's {self.max_positions} positions")
         groups, group_of, cut = plan_prefixes(prompts) if self.share_prefix else ([[]], [0] * B, [0] * B)
-        C = max(len(g) for g in groups)
-        if C > 0 and self.kernels is not None:  # the native attention reads the prefix in blocks of 16 slots
-            C = -(-C // 16) * 16
         prefix = None
-        if C > 0:  # each group's prefix once, left-padded to C
-            Gr = len(groups)
-            pre = self._new_cache(Gr, C, torch.arange(Gr))
-            ids = torch.full((Gr, C), self.pad_id, dtype=torch.long)
-            pos = torch.zeros((Gr, C), dtype=torch.long)
-            for g, p in enumerate(groups):
-                if p:
-                    ids[g, C - len(p) :] = torch.tensor(p)
-                    pos[g, C - len(p) :] = torch.arange(len(p))
-                    pre.valid[g, C - len(p) :] = True
-            self._forward(ids, pos, pre, 0)
-            bias = torch.zeros((Gr, C)).masked_fill_(~pre.valid, float("-inf")).to(self.dtype)
-            start = torch.tensor([C - len(p) for p in groups], dtype=torch.int32)
-            prefix = Prefix(pre.k, pre.v, bias, start)
+        if max(len(g) for g in groups) > 0:
+            groups, cut = self._reuse_prefixes(groups, group_of, cut)
+            prefix = self._prefix(groups, [group_of.count(g) for g in range(len(groups))])
         rests = [p[c:] for p, c in zip(prompts, cut, strict=True)]
         S = max(len(r) for r in rests)
         # The torch decode step attends to every slot: its cache starts small and grows (`grow`). The native one
@@ -484,8 +488,97 @@ class FastGenerator:
             ids[b, S - len(r) :] = torch.tensor(r)
             pos[b, S - len(r) :] = torch.arange(c, c + len(r))
             cache.valid[b, S - len(r) : S] = True  # later slots become valid as they are written
+        if self.kernels is not None:  # attention skips the blocks of each row's left padding
+            cache.own_start = torch.tensor([S - len(r) for r in rests], dtype=torch.int32)
         h = self._forward(ids, pos, cache, 0)
         return self._logits(h), cache, torch.tensor([len(p) for p in prompts]), S
+
+    def _reuse_prefixes(
+        self, groups: list[list[int]], group_of: list[int], cut: list[int]
+    ) -> tuple[list[list[int]], list[int]]:
+        """Swap each group prefix for a stored one it starts with, where that computes fewer tokens.
+
+        A stored prefix K that the group's prefix P begins with leaves P's remaining len(P) - len(K) tokens to
+        each of the group's rows; it is taken when that costs less than computing P once.
+        """
+        if not self._prefixes:
+            return groups, cut
+        rows = [group_of.count(g) for g in range(len(groups))]
+        out = list(groups)
+        for g, p in enumerate(groups):
+            best = max(
+                (k for k in self._prefixes if len(k) <= len(p) and tuple(p[: len(k)]) == k),
+                key=len,
+                default=None,
+            )
+            if best is not None and (len(p) - len(best)) * rows[g] < len(p):
+                out[g] = list(best)
+        return out, [len(out[g]) for g in group_of]
+
+    def _slots(self, t: torch.Tensor, keys: bool, a: int, b: int) -> torch.Tensor:
+        """Slots [a, b) of a key (`keys`) or value cache tensor in this engine's layout (a, b multiples of 16)."""
+        if self.kernels is None:
+            return t[..., a:b, :]
+        if (
+            self.dtype == torch.bfloat16
+        ):  # native_mod.Kernels.cache_shapes: keys (.., D/2, T, 2), values (.., T/2, D, 2)
+            return t[..., a:b, :] if keys else t[..., a // 2 : b // 2, :, :]
+        return t[..., a:b] if keys else t[..., a:b, :]
+
+    def _prefix(self, groups: list[list[int]], rows: list[int]) -> Prefix:
+        """The groups' prefixes, left-padded to a common length (a multiple of 16): stored ones copied in, the others
+        computed in one forward (and stored when two or more rows share them)."""
+        pad16 = lambda n: -(-n // 16) * 16  # noqa: E731
+        todo = [g for g, p in enumerate(groups) if p and tuple(p) not in self._prefixes]
+        fresh = {}
+        if todo:
+            Cm = pad16(max(len(groups[g]) for g in todo))
+            pre = self._new_cache(len(todo), Cm, torch.arange(len(todo)))
+            ids = torch.full((len(todo), Cm), self.pad_id, dtype=torch.long)
+            pos = torch.zeros((len(todo), Cm), dtype=torch.long)
+            for i, g in enumerate(todo):
+                p = groups[g]
+                ids[i, Cm - len(p) :] = torch.tensor(p)
+                pos[i, Cm - len(p) :] = torch.arange(len(p))
+                pre.valid[i, Cm - len(p) :] = True
+            self._forward(ids, pos, pre, 0)
+            for i, g in enumerate(todo):
+                Cg = pad16(len(groups[g]))
+                k = self._slots(pre.k[:, i : i + 1], True, Cm - Cg, Cm).clone()
+                v = self._slots(pre.v[:, i : i + 1], False, Cm - Cg, Cm).clone()
+                fresh[tuple(groups[g])] = (k, v)
+                if rows[g] >= 2:
+                    self._store_prefix(tuple(groups[g]), k, v)
+            self.timing["prefix_tokens_computed"] += sum(len(groups[g]) for g in todo)
+        C = pad16(max(len(p) for p in groups))
+        Gr = len(groups)
+        out = self._new_cache(Gr, C, torch.arange(Gr))
+        for g, p in enumerate(groups):
+            if not p:
+                continue
+            key = tuple(p)
+            k, v = fresh[key] if key in fresh else self._prefixes[key]
+            if key not in fresh:
+                self._prefixes.move_to_end(key)
+                self.timing["prefix_tokens_reused"] += len(p)
+            Cg = pad16(len(p))
+            self._slots(out.k[:, g : g + 1], True, C - Cg, C).copy_(k)
+            self._slots(out.v[:, g : g + 1], False, C - Cg, C).copy_(v)
+            out.valid[g, C - len(p) :] = True
+        bias = torch.zeros((Gr, C)).masked_fill_(~out.valid, float("-inf")).to(self.dtype)
+        start = torch.tensor([C - len(p) for p in groups], dtype=torch.int32)
+        return Prefix(out.k, out.v, bias, start)
+
+    def clear_prefix_cache(self) -> None:
+        """Forget the stored prefix K/V (load_weights does this; benchmarks start each measurement cold)."""
+        self._prefixes.clear()
+
+    def _store_prefix(self, key: tuple[int, ...], k: torch.Tensor, v: torch.Tensor) -> None:
+        """Keep a computed prefix for later calls (least recently used ones leave past `prefix_cache_mb`)."""
+        self._prefixes[key] = (k, v)
+        limit = self.prefix_cache_mb * 2**20
+        while self._prefixes and sum(a.nbytes + b.nbytes for a, b in self._prefixes.values()) > limit:
+            self._prefixes.popitem(last=False)
 
     # ----- generation -----
 

@@ -310,3 +310,47 @@ def test_portable_code_paths_agree_with_the_default_build(flags):
         assert b.tokens == a.tokens
         for la, lb in zip(a.logprobs, b.logprobs, strict=True):
             torch.testing.assert_close(torch.tensor(lb), torch.tensor(la), atol=tol, rtol=0)
+
+
+def long_padding_prompts() -> list[list[int]]:
+    """Own parts of 2 to 45 tokens after one shared prefix, plus a short unrelated prompt: rows whose left padding
+    spans whole 16-slot blocks, which the native attention skips (Cache.own_start)."""
+    g = torch.Generator().manual_seed(5)
+
+    def rand(n: int) -> list[int]:
+        return torch.randint(2, 97, (n,), generator=g).tolist()
+
+    base = rand(36)
+    return [base + rand(45), base + rand(2), base + rand(19), rand(3)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_rows_with_long_left_padding_skip_it_and_match(dtype, monkeypatch):
+    """Greedy equals Hugging Face (fp32) and equals the torch path (bf16) when padding blocks are skipped, with
+    NaN in every unwritten cache slot."""
+    require_kernels()
+    model = sharp_llama(init=0.4 if dtype == torch.float32 else 0.1)
+    prompts = long_padding_prompts()
+    s = Sampling(temperature=0.0, max_new_tokens=16)
+    # the torch path reads every slot (zero-filled): its reference comes before the poisoning
+    ref = FastGenerator(model, [EOS], PAD, dtype, batch_size=8, native=False).generate(prompts, s)
+    new_cache = FastGenerator._new_cache
+
+    def poisoned(self, *args, **kwargs):
+        cache = new_cache(self, *args, **kwargs)
+        cache.k.fill_(float("nan"))
+        cache.v.fill_(float("nan"))
+        return cache
+
+    monkeypatch.setattr(FastGenerator, "_new_cache", poisoned)
+    fast = FastGenerator(model, [EOS], PAD, dtype, batch_size=8)
+    assert fast.kernels is not None
+    out = fast.generate(prompts, s)
+    assert fast.timing["decode_steps"] > 0
+    if dtype == torch.float32:
+        assert out.tokens == [hf_greedy(model, p, 16, EOS) for p in prompts]
+    else:
+        errs = torch.cat(
+            [torch.tensor(a) - torch.tensor(b) for a, b in zip(out.logprobs, ref.logprobs, strict=True)]
+        )
+        assert out.tokens == ref.tokens and errs.abs().max() < 0.05

@@ -27,7 +27,7 @@ import torch
 
 SOURCE = Path(__file__).with_name("decode.cpp")
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-ffp-contract=fast", "-std=c++17", "-shared", "-fPIC"]
-ABI = 7
+ABI = 8
 DTYPES = {torch.float32: 0, torch.bfloat16: 1}
 HEAD_DIMS = (16, 32, 64, 128)  # the attention instances decode.cpp compiles (attend_any, attend_d)
 GROUPS = (1, 2, 3, 4, 6, 8)  # query heads per KV head
@@ -105,7 +105,7 @@ class Kernels:
         if lib.spiral_abi_version() != ABI:
             raise RuntimeError(f"{path} has ABI {lib.spiral_abi_version()}, expected {ABI}")
         P, I, F = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
-        lib.spiral_attend.argtypes = [I, P, P, P, P, P, P, P, P, P, P, P, P, P, P, P, I, I, I, I, I, I, I, F]
+        lib.spiral_attend.argtypes = [I] + [P] * 16 + [I] * 7 + [F]  # see spiral_attend in decode.cpp
         lib.spiral_attend.restype = ctypes.c_int
         lib.spiral_add_rms.argtypes = [I, P, P, P, P, I, I, F]
         lib.spiral_add_rms.restype = None
@@ -128,13 +128,14 @@ class Kernels:
         return (*lead, head_dim, slots), (*lead, slots, head_dim)
 
     def attend(self, qkv, pos, cos, sin, ck, cv, valid, group, pk, pv, prefix_slots, pstart, out, heads, kv_heads,
-               s, scale, layer=0, slots=None, row_start=None, rowmap=None) -> None:  # fmt: skip
+               s, scale, layer=0, slots=None, row_start=None, rowmap=None, own_start=None) -> None:  # fmt: skip
         """RoPE, cache writes and attention for the new tokens of every batch row (see decode.cpp `attend`).
 
         A decode step: qkv (B, (H + 2 Hkv) D), one token per row at slot `s`. Prefill: qkv (N, ...) for the
         real tokens in row-major slot order, `slots` (N,) int32 their slots, `row_start` (B + 1,) int64 where
         each row's tokens start. pos (N,) int64 RoPE positions; group (B,) int64 prefix group of each batch row;
-        rowmap (B,) int64 the cache row of each batch row (None: the same); cos/sin (P, D); ck/cv the own caches
+        rowmap (B,) int64 the cache row of each batch row (None: the same); own_start (R,) int32 the first own slot
+        of each cache row that can hold a token (None: 0; the blocks before it are not read); cos/sin (P, D); ck/cv the own caches
         (layers, R, Hkv, ...) in `cache_shapes` layout, of which `layer` is used; valid (R, T) bool per cache
         row; pk/pv the prefix caches (layers, Gr, Hkv, ...) of `prefix_slots` slots each, or None; pstart (Gr,)
         int32 first real prefix slot of each group; out (N, H D). T and prefix_slots are multiples of 16.
@@ -154,6 +155,7 @@ class Kernels:
         if self.lib.spiral_attend(
             DTYPES[qkv.dtype], qkv.data_ptr(), pos.data_ptr(), None if slots is None else slots.data_ptr(),
             None if row_start is None else row_start.data_ptr(), None if rowmap is None else rowmap.data_ptr(),
+            None if own_start is None else own_start.data_ptr(),
             cos.data_ptr(), sin.data_ptr(), ck.data_ptr() + layer * ck.stride(0) * size,
             cv.data_ptr() + layer * cv.stride(0) * size, valid.data_ptr(), group.data_ptr(),
             None if pk is None else pk.data_ptr() + layer * pk.stride(0) * size,

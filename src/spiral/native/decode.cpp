@@ -264,7 +264,7 @@ inline void mix(v16f (*acc)[D / 16], const uint16_t* values, int t0, int t1, con
 // anything. fp32 values of such slots are never read; bf16 values are read in slot pairs, a masked slot with
 // weight 0, so writing a slot zeroes its pair partner while that is not valid (no cache needs a fill).
 template <typename T, int D, int G>
-void attend(const T* qkv, const int64_t* pos, const int32_t* slots, const int64_t* row_start, const int64_t* rowmap, const T* cos,
+void attend(const T* qkv, const int64_t* pos, const int32_t* slots, const int64_t* row_start, const int64_t* rowmap, const int32_t* own_start, const T* cos,
             const T* sin, T* ck, T* cv, const uint8_t* valid, const int64_t* group, const T* pk, const T* pv,
             const int32_t* pstart, T* out, int B, int Hkv, int Tslots, int C, int s, float scale) {
   constexpr int NV = D / 16;
@@ -295,32 +295,34 @@ void attend(const T* qkv, const int64_t* pos, const int32_t* slots, const int64_
           if (clear) put_v(vh, D, partner, d, T{});
         }
       }
+      // the row's own slots before own_start[cr] hold no token (its prompt's left padding): their blocks are skipped
+      const int o0 = own_start != nullptr ? own_start[cr] / 16 * 16 : 0;
       const int grp = C > 0 ? static_cast<int>(group[b]) : 0;
       const int p0 = C > 0 ? pstart[grp] : C;
       const int pb = p0 / 16 * 16;  // first prefix block read
       for (long i = i0; i < i1; ++i) {
         const T* x = qkv + i * row;
         const int slot = slots != nullptr ? slots[i] : s;
-        const int own_end = (slot + 16) / 16 * 16;  // slots [0, slot] in whole blocks
+        const int own_end = (slot + 16) / 16 * 16;  // slots [o0, slot] in whole blocks
         for (int g = 0; g < G; ++g)
           rope(x + static_cast<long>(h * G + g) * D, cos + pos[i] * D, sin + pos[i] * D, D, q.data() + g * D);
         if (sizeof(T) == 2) {  // bf16: the (bf16-rounded) queries as dimension pairs for the dot products
           uint32_t* qp = reinterpret_cast<uint32_t*>(q.data() + G * D);
           for (int j = 0; j < G * D / 2; ++j) qp[j] = bf16_pair(q[2 * j], q[2 * j + 1]);
         }
-        const long n = (C - pb) + own_end;
+        const long n = (C - pb) + (own_end - o0);
         float* sc0 = sc.data();
         if (C > p0) {
           const T* pkt = pk + (static_cast<long>(grp) * Hkv + h) * D * C;
           scores<D, G>(q.data(), pkt, C, pb, C, scale, sc0, n, 0);
         }
-        scores<D, G>(q.data(), kt, Tslots, 0, own_end, scale, sc0, n, C - pb);
+        scores<D, G>(q.data(), kt, Tslots, o0, own_end, scale, sc0, n, C - pb);
         float zs[G];
         for (int g = 0; g < G; ++g) {  // masks, then softmax numerators in place (the token's slot is valid)
           float* r = sc0 + g * n;
           for (int t = pb; t < p0; ++t) r[t - pb] = -INFINITY;
-          float* own = r + (C - pb);
-          for (int t = 0; t < own_end; ++t)
+          float* own = r + (C - pb) - o0;  // own[t] for t in [o0, own_end)
+          for (int t = o0; t < own_end; ++t)
             if (t > slot || !ok[t]) own[t] = -INFINITY;
           float m = -INFINITY;
 #pragma omp simd reduction(max : m)
@@ -338,7 +340,7 @@ void attend(const T* qkv, const int64_t* pos, const int32_t* slots, const int64_
         const int v0 = sizeof(T) == 2 ? pb : p0, v1 = sizeof(T) == 2 ? own_end : slot + 1;
         if (C > p0)
           mix<D, G>(acc, pv + (static_cast<long>(grp) * Hkv + h) * C * D, v0, C, nullptr, sc0, n, v0 - pb);
-        mix<D, G>(acc, vh, 0, v1, ok, sc0, n, C - pb);
+        mix<D, G>(acc, vh, o0, v1, ok, sc0, n, C - pb);
         for (int g = 0; g < G; ++g) {
           const float inv = 1.0f / zs[g];
           T* o = out + i * H * D + static_cast<long>(h * G + g) * D;
@@ -359,11 +361,11 @@ void attend(const T* qkv, const int64_t* pos, const int32_t* slots, const int64_
 }
 
 template <typename T, int D>
-int attend_d(const T* qkv, const int64_t* pos, const int32_t* slots, const int64_t* row_start, const int64_t* rowmap, const T* cos, const T* sin, T* ck, T* cv, const uint8_t* valid,
+int attend_d(const T* qkv, const int64_t* pos, const int32_t* slots, const int64_t* row_start, const int64_t* rowmap, const int32_t* own_start, const T* cos, const T* sin, T* ck, T* cv, const uint8_t* valid,
              const int64_t* group, const T* pk, const T* pv, const int32_t* pstart, T* out, int B, int G, int Hkv,
              int Tslots, int C, int s, float scale) {
 #define SPIRAL_ATTEND(GG) \
-  attend<T, D, GG>(qkv, pos, slots, row_start, rowmap, cos, sin, ck, cv, valid, group, pk, pv, pstart, out, B, Hkv, Tslots, C, s, scale)
+  attend<T, D, GG>(qkv, pos, slots, row_start, rowmap, own_start, cos, sin, ck, cv, valid, group, pk, pv, pstart, out, B, Hkv, Tslots, C, s, scale)
   switch (G) {
     case 1: SPIRAL_ATTEND(1); return 0;
     case 2: SPIRAL_ATTEND(2); return 0;
@@ -377,16 +379,16 @@ int attend_d(const T* qkv, const int64_t* pos, const int32_t* slots, const int64
 }
 
 template <typename T>
-int attend_any(const T* qkv, const int64_t* pos, const int32_t* slots, const int64_t* row_start, const int64_t* rowmap, const T* cos, const T* sin, T* ck, T* cv, const uint8_t* valid,
+int attend_any(const T* qkv, const int64_t* pos, const int32_t* slots, const int64_t* row_start, const int64_t* rowmap, const int32_t* own_start, const T* cos, const T* sin, T* ck, T* cv, const uint8_t* valid,
                const int64_t* group, const T* pk, const T* pv, const int32_t* pstart, T* out, int B, int H,
                int Hkv, int D, int Tslots, int C, int s, float scale) {
   if (H % Hkv != 0 || Tslots % 16 != 0 || C % 16 != 0) return 1;
   const int G = H / Hkv;
   switch (D) {
-    case 16: return attend_d<T, 16>(qkv, pos, slots, row_start, rowmap, cos, sin, ck, cv, valid, group, pk, pv, pstart, out, B, G, Hkv, Tslots, C, s, scale);
-    case 32: return attend_d<T, 32>(qkv, pos, slots, row_start, rowmap, cos, sin, ck, cv, valid, group, pk, pv, pstart, out, B, G, Hkv, Tslots, C, s, scale);
-    case 64: return attend_d<T, 64>(qkv, pos, slots, row_start, rowmap, cos, sin, ck, cv, valid, group, pk, pv, pstart, out, B, G, Hkv, Tslots, C, s, scale);
-    case 128: return attend_d<T, 128>(qkv, pos, slots, row_start, rowmap, cos, sin, ck, cv, valid, group, pk, pv, pstart, out, B, G, Hkv, Tslots, C, s, scale);
+    case 16: return attend_d<T, 16>(qkv, pos, slots, row_start, rowmap, own_start, cos, sin, ck, cv, valid, group, pk, pv, pstart, out, B, G, Hkv, Tslots, C, s, scale);
+    case 32: return attend_d<T, 32>(qkv, pos, slots, row_start, rowmap, own_start, cos, sin, ck, cv, valid, group, pk, pv, pstart, out, B, G, Hkv, Tslots, C, s, scale);
+    case 64: return attend_d<T, 64>(qkv, pos, slots, row_start, rowmap, own_start, cos, sin, ck, cv, valid, group, pk, pv, pstart, out, B, G, Hkv, Tslots, C, s, scale);
+    case 128: return attend_d<T, 128>(qkv, pos, slots, row_start, rowmap, own_start, cos, sin, ck, cv, valid, group, pk, pv, pstart, out, B, G, Hkv, Tslots, C, s, scale);
     default: return 1;
   }
 }
@@ -490,17 +492,17 @@ extern "C" {
 
 // dtype: 0 = fp32, 1 = bf16 (all tensors of one call share it; ids, positions and groups are int64).
 int spiral_attend(int dtype, const void* qkv, const int64_t* pos, const int32_t* slots, const int64_t* row_start,
-                  const int64_t* rowmap,
+                  const int64_t* rowmap, const int32_t* own_start,
                   const void* cos, const void* sin, void* ck,
                    void* cv, const uint8_t* valid, const int64_t* group, const void* pk, const void* pv,
                    const int32_t* pstart, void* out, int B, int H, int Hkv, int D, int Tslots, int C, int s,
                    float scale) {
   if (dtype == 1)
-    return attend_any(static_cast<const uint16_t*>(qkv), pos, slots, row_start, rowmap, static_cast<const uint16_t*>(cos),
+    return attend_any(static_cast<const uint16_t*>(qkv), pos, slots, row_start, rowmap, own_start, static_cast<const uint16_t*>(cos),
            static_cast<const uint16_t*>(sin), static_cast<uint16_t*>(ck), static_cast<uint16_t*>(cv), valid,
            group, static_cast<const uint16_t*>(pk), static_cast<const uint16_t*>(pv), pstart,
            static_cast<uint16_t*>(out), B, H, Hkv, D, Tslots, C, s, scale);
-  return attend_any(static_cast<const float*>(qkv), pos, slots, row_start, rowmap, static_cast<const float*>(cos), static_cast<const float*>(sin),
+  return attend_any(static_cast<const float*>(qkv), pos, slots, row_start, rowmap, own_start, static_cast<const float*>(cos), static_cast<const float*>(sin),
            static_cast<float*>(ck), static_cast<float*>(cv), valid, group, static_cast<const float*>(pk),
            static_cast<const float*>(pv), pstart, static_cast<float*>(out), B, H, Hkv, D, Tslots, C, s, scale);
 }
@@ -529,6 +531,6 @@ void spiral_sample(int dtype, const void* logits, const double* u, int B, int V,
     sample(static_cast<const float*>(logits), u, B, V, inv_temp, ids, logp);
 }
 
-int spiral_abi_version() { return 7; }
+int spiral_abi_version() { return 8; }
 
 }  // extern "C"
