@@ -268,14 +268,8 @@ def test_native_sampler_draws_what_the_torch_sampler_draws(dtype):
     torch.testing.assert_close(logp, p.log().float()[ids], atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_native_caches_never_read_unwritten_slots(dtype, monkeypatch):
-    """The native caches start uninitialised: filled with NaN instead, generation must not change at all."""
-    require_kernels()
-    model, prompts = sharp_llama(), make_prompts()
-    s = Sampling(temperature=1.0, max_new_tokens=20)
-    eos = hf_greedy(model, prompts[0], 20, eos=-1)[5]  # rows finish at different steps: the row map shrinks
-    clean = FastGenerator(model, [eos], PAD, dtype, batch_size=8, seed=2).generate(prompts, s)
+def poison_caches(monkeypatch) -> None:
+    """Fill every new cache with NaN instead of leaving it uninitialised (reading an unwritten slot shows)."""
     new_cache = FastGenerator._new_cache
 
     def poisoned(self, *args, **kwargs):
@@ -285,6 +279,17 @@ def test_native_caches_never_read_unwritten_slots(dtype, monkeypatch):
         return cache
 
     monkeypatch.setattr(FastGenerator, "_new_cache", poisoned)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_native_caches_never_read_unwritten_slots(dtype, monkeypatch):
+    """The native caches start uninitialised: filled with NaN instead, generation must not change at all."""
+    require_kernels()
+    model, prompts = sharp_llama(), make_prompts()
+    s = Sampling(temperature=1.0, max_new_tokens=20)
+    eos = hf_greedy(model, prompts[0], 20, eos=-1)[5]  # rows finish at different steps: the row map shrinks
+    clean = FastGenerator(model, [eos], PAD, dtype, batch_size=8, seed=2).generate(prompts, s)
+    poison_caches(monkeypatch)
     dirty = FastGenerator(model, [eos], PAD, dtype, batch_size=8, seed=2).generate(prompts, s)
     assert dirty.tokens == clean.tokens
     assert dirty.logprobs == clean.logprobs  # also no NaN
@@ -334,15 +339,7 @@ def test_rows_with_long_left_padding_skip_it_and_match(dtype, monkeypatch):
     s = Sampling(temperature=0.0, max_new_tokens=16)
     # the torch path reads every slot (zero-filled): its reference comes before the poisoning
     ref = FastGenerator(model, [EOS], PAD, dtype, batch_size=8, native=False).generate(prompts, s)
-    new_cache = FastGenerator._new_cache
-
-    def poisoned(self, *args, **kwargs):
-        cache = new_cache(self, *args, **kwargs)
-        cache.k.fill_(float("nan"))
-        cache.v.fill_(float("nan"))
-        return cache
-
-    monkeypatch.setattr(FastGenerator, "_new_cache", poisoned)
+    poison_caches(monkeypatch)
     fast = FastGenerator(model, [EOS], PAD, dtype, batch_size=8)
     assert fast.kernels is not None
     out = fast.generate(prompts, s)
