@@ -234,7 +234,7 @@ class FastGenerator:
         """Pack the policy's current (LoRA-merged) weights into fused `dtype` tensors."""
         sd = merged_state_dict(policy)
         dt = self.dtype
-        self._prefixes.clear()  # stored prefix K/V belong to the previous weights
+        self.clear_prefix_cache()  # stored prefix K/V belong to the previous weights
 
         def w(
             key: str, copy: bool = True
@@ -473,8 +473,9 @@ class FastGenerator:
         groups, group_of, cut = plan_prefixes(prompts) if self.share_prefix else ([[]], [0] * B, [0] * B)
         prefix = None
         if max(len(g) for g in groups) > 0:
-            groups, cut = self._reuse_prefixes(groups, group_of, cut)
-            prefix = self._prefix(groups, [group_of.count(g) for g in range(len(groups))])
+            rows = [group_of.count(g) for g in range(len(groups))]
+            groups, cut = self._reuse_prefixes(groups, group_of, rows)
+            prefix = self._prefix(groups, rows)
         rests = [p[c:] for p, c in zip(prompts, cut, strict=True)]
         S = max(len(r) for r in rests)
         # The torch decode step attends to every slot: its cache starts small and grows (`grow`). The native one
@@ -494,16 +495,14 @@ class FastGenerator:
         return self._logits(h), cache, torch.tensor([len(p) for p in prompts]), S
 
     def _reuse_prefixes(
-        self, groups: list[list[int]], group_of: list[int], cut: list[int]
+        self, groups: list[list[int]], group_of: list[int], rows: list[int]
     ) -> tuple[list[list[int]], list[int]]:
         """Swap each group prefix for a stored one it starts with, where that computes fewer tokens.
 
         A stored prefix K that the group's prefix P begins with leaves P's remaining len(P) - len(K) tokens to
-        each of the group's rows; it is taken when that costs less than computing P once.
+        each of the group's rows (`rows[g]` of them); it is taken when that costs less than computing P once.
+        Returns the groups' prefixes and each prompt's prefix length.
         """
-        if not self._prefixes:
-            return groups, cut
-        rows = [group_of.count(g) for g in range(len(groups))]
         out = list(groups)
         for g, p in enumerate(groups):
             best = max(
@@ -519,9 +518,8 @@ class FastGenerator:
         """Slots [a, b) of a key (`keys`) or value cache tensor in this engine's layout (a, b multiples of 16)."""
         if self.kernels is None:
             return t[..., a:b, :]
-        if (
-            self.dtype == torch.bfloat16
-        ):  # native_mod.Kernels.cache_shapes: keys (.., D/2, T, 2), values (.., T/2, D, 2)
+        # native layouts (spiral.native.Kernels.cache_shapes): bf16 keys (.., D/2, T, 2), values (.., T/2, D, 2)
+        if self.dtype == torch.bfloat16:
             return t[..., a:b, :] if keys else t[..., a // 2 : b // 2, :, :]
         return t[..., a:b] if keys else t[..., a:b, :]
 
