@@ -2,7 +2,9 @@
 
 `FastGenerator` runs its own forward pass over the policy's (LoRA-merged) weights instead of the Hugging
 Face module, with no per-step framework overhead:
-- fused QKV and gate/up projections; bf16 weights prepacked for oneDNN where that gives F.linear's results;
+- fused QKV and gate/up projections; bf16 weights packed once per weight update: for the native bf16 matmul
+  (`spiral.native`, AVX512-BF16: it prefetches the weights it reads next, which a decode step streams from
+  memory) or else for oneDNN where that gives F.linear's results;
 - native kernels (`spiral.native`, C++ compiled on first use; used when a compiler is present and the attention
   shape is supported, `native=False` or SPIRAL_NATIVE=0 for the torch path): per layer 4 matmuls and 3 native
   calls, for decode steps and prefill alike, on real tokens only:
@@ -37,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spiral.model import is_peft, merged_state_dict, plan_prefixes
+from spiral.native import PackedLinear
 from spiral.rollout import Generation, Sampling, sample_tokens, stop_on_rule
 
 SUPPORTED = ("llama",)
@@ -89,8 +92,10 @@ def pack_linear(w: torch.Tensor) -> torch.Tensor:
     return torch.ops.mkldnn._reorder_linear_weight(w, 64)
 
 
-def linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """x @ w.T for a plain or a prepacked (`pack_linear`) weight."""
+def linear(x: torch.Tensor, w: torch.Tensor | PackedLinear) -> torch.Tensor:
+    """x @ w.T for a plain weight, one prepacked for oneDNN (`pack_linear`) or for the native bf16 matmul."""
+    if isinstance(w, PackedLinear):
+        return w.kernels.linear(x, w)
     if w.is_mkldnn:
         return torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "")
     return F.linear(x, w)
@@ -101,11 +106,11 @@ class Layer:
     """One decoder layer's packed weights (rows of W are output features, as in nn.Linear)."""
 
     attn_norm: torch.Tensor  # (C,)
-    wqkv: torch.Tensor  # ((H + 2 Hkv) D, C)
-    wo: torch.Tensor  # (C, H D)
+    wqkv: torch.Tensor | PackedLinear  # ((H + 2 Hkv) D, C)
+    wo: torch.Tensor | PackedLinear  # (C, H D)
     mlp_norm: torch.Tensor  # (C,)
-    wgu: torch.Tensor  # (2 F, C)
-    wdown: torch.Tensor  # (C, F)
+    wgu: torch.Tensor | PackedLinear  # (2 F, C)
+    wdown: torch.Tensor | PackedLinear  # (C, F)
 
 
 @dataclass
@@ -180,7 +185,6 @@ class FastGenerator:
         prefix_cache_mb: float = 256,
     ) -> None:
         base, cfg = _config(policy)
-        self.prepack = can_prepack(dtype) if prepack is None else prepack
         # Fused native decode kernels (spiral.native): None = use them when they build here.
         self.kernels = None
         if native is not False and dtype in (torch.float32, torch.bfloat16):
@@ -193,6 +197,10 @@ class FastGenerator:
                 raise RuntimeError(
                     f"native decode kernels unavailable: {native_mod.error or 'unsupported shape'}"
                 )
+        # Packed weights (None = where available): the native bf16 matmul with the kernels, else oneDNN's.
+        native_gemm = self.kernels is not None and self.kernels.has_gemm and dtype == torch.bfloat16
+        self.prepack = (native_gemm or can_prepack(dtype)) if prepack is None else prepack
+        self.native_gemm = native_gemm and self.prepack
         # Torch path: the own cache starts with room for `grow` new tokens and grows by `grow` slots when full: a
         # decode step attends to all its slots, so a cache sized for max_new_tokens up front would read mostly
         # empty slots. (The native kernels attend to written slots only; their cache is sized up front.)
@@ -241,7 +249,13 @@ class FastGenerator:
         ) -> torch.Tensor:  # own copies: the learner updates its tensors in place
             return sd[key].detach().to(dt, copy=copy).contiguous()
 
-        pack = pack_linear if self.prepack else (lambda t: t)
+        def pack(t: torch.Tensor) -> torch.Tensor | PackedLinear:
+            if self.native_gemm:
+                packed = self.kernels.pack(t)
+                if packed is not None:
+                    return packed
+            return pack_linear(t) if self.prepack and can_prepack(dt) else t
+
         layers = []
         i = 0
         while f"model.layers.{i}.self_attn.q_proj.weight" in sd:

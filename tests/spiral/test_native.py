@@ -12,10 +12,11 @@ import platform
 
 import pytest
 import torch
+import torch.nn.functional as F
 from test_engine import EOS, PAD, forward_logprobs, hf_greedy, make_prompts, sharp_llama
 
 from spiral import native
-from spiral.engine import FastGenerator
+from spiral.engine import FastGenerator, linear
 from spiral.rollout import Sampling
 
 
@@ -54,7 +55,10 @@ def test_kernels_build_and_the_engine_uses_them():
     kernels = require_kernels()
     assert kernels.supports(4, 2, 16)  # sharp_llama's shape: the other tests run the native path
     assert FastGenerator(sharp_llama(), [EOS], PAD, torch.float32).kernels is not None
-    assert FastGenerator(sharp_llama(), [EOS], PAD, torch.bfloat16).kernels is not None
+    bf16 = FastGenerator(sharp_llama(), [EOS], PAD, torch.bfloat16)
+    assert bf16.kernels is not None
+    # with AVX512-BF16 the bf16 weights are packed for the native matmul, else for oneDNN or left plain
+    assert isinstance(bf16.layers[0].wgu, native.PackedLinear) == kernels.has_gemm
     assert FastGenerator(sharp_llama(), [EOS], PAD, torch.float32, native=False).kernels is None
 
 
@@ -136,6 +140,39 @@ def test_native_greedy_equals_hf_generate_for_other_attention_shapes(hidden, hea
         torch.testing.assert_close(
             torch.tensor(lps), forward_logprobs(model, p, toks, 1.0), atol=1e-4, rtol=1e-4
         )
+
+
+@pytest.mark.parametrize("n,k", [(97, 64), (48, 48), (200, 2), (960, 576), (576, 1536)])
+def test_packed_bf16_matmul_is_as_close_to_fp32_as_f_linear(n, k):
+    """The native bf16 matmul against an fp32 matmul of the same bf16 inputs, next to F.linear's bf16 result: row
+    counts on both sides of its narrow-panel (<= 16 rows) and row-chunk (128 rows) switches, and column counts
+    that leave a partial block of 16 (masked stores) or a partial panel of 3 blocks."""
+    kernels = require_kernels()
+    if not kernels.has_gemm:
+        pytest.skip("this build has no AVX512-BF16: bf16 matmuls stay with oneDNN")
+    g = torch.Generator().manual_seed(n + k)
+    w = torch.randn(n, k, generator=g).bfloat16()
+    packed = kernels.pack(w)
+    assert packed is not None and (packed.out_features, packed.in_features) == (n, k)
+    for m in (1, 7, 16, 17, 64, 131, 300):
+        x = torch.randn(m, k, generator=g).bfloat16()
+        ref = x.float() @ w.float().T
+        got, torch_out = linear(x, packed), F.linear(x, w)
+        assert got.dtype == torch.bfloat16 and got.shape == (m, n)
+        err, torch_err = (got.float() - ref).abs(), (torch_out.float() - ref).abs()
+        # bf16 rounding of the same fp32 sums, taken in another order: within one rounding step of F.linear
+        assert err.max() <= 1.01 * torch_err.max() + 1e-6, (m, err.max(), torch_err.max())
+        assert err.mean() <= 1.1 * torch_err.mean() + 1e-6, (m, err.mean(), torch_err.mean())
+    assert linear(torch.zeros(0, k).bfloat16(), packed).shape == (0, n)
+    assert linear(x.view(2, m // 2, k), packed).shape == (2, m // 2, n)
+    with pytest.raises(ValueError, match="bf16"):
+        linear(x.float(), packed)
+
+
+def test_packed_matmul_declines_what_it_cannot_do():
+    kernels = require_kernels()
+    assert kernels.pack(torch.randn(32, 7).bfloat16()) is None  # odd input features: oneDNN instead
+    assert kernels.pack(torch.randn(32, 8)) is None  # fp32 stays with MKL
 
 
 @pytest.mark.parametrize(

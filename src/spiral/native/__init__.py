@@ -21,13 +21,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 SOURCE = Path(__file__).with_name("decode.cpp")
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-ffp-contract=fast", "-std=c++17", "-shared", "-fPIC"]
-ABI = 8
+ABI = 9
 DTYPES = {torch.float32: 0, torch.bfloat16: 1}
 HEAD_DIMS = (16, 32, 64, 128)  # the attention instances decode.cpp compiles (attend_any, attend_d)
 GROUPS = (1, 2, 3, 4, 6, 8)  # query heads per KV head
@@ -97,6 +98,17 @@ def build(cxx: str, extra: list[str] | None = None) -> Path:
     return out
 
 
+@dataclass(frozen=True)
+class PackedLinear:
+    """A bf16 linear weight (out, in) in the packed layout of decode.cpp's gemm_bf16, with the kernels that packed
+    it (they compute with it: `linear` in spiral.engine dispatches on this type)."""
+
+    data: torch.Tensor  # flat bf16: blocks of 16 output features (zero-padded), each (in / 2, 16, 2)
+    out_features: int
+    in_features: int
+    kernels: Kernels
+
+
 class Kernels:
     """ctypes bindings of decode.cpp (raw pointers of contiguous tensors)."""
 
@@ -113,7 +125,41 @@ class Kernels:
         lib.spiral_silu_mul.restype = None
         lib.spiral_sample.argtypes = [I, P, P, I, I, F, P, P]
         lib.spiral_sample.restype = None
+        lib.spiral_has_gemm.argtypes = []
+        lib.spiral_has_gemm.restype = I
+        lib.spiral_pack_bf16.argtypes = [P, P, I, I]
+        lib.spiral_pack_bf16.restype = None
+        lib.spiral_gemm_bf16.argtypes = [P, P, P, I, I, I]
+        lib.spiral_gemm_bf16.restype = I
         self.lib = lib
+        # the packed bf16 matmul (decode.cpp gemm_bf16) is built only with AVX512-BF16
+        self.has_gemm = bool(lib.spiral_has_gemm())
+
+    def pack(self, w: torch.Tensor) -> PackedLinear | None:
+        """`w` (out, in) bf16 packed for `linear`; None where the packed matmul does not apply (no AVX512-BF16
+        in this build, another dtype, or an odd number of input features)."""
+        if not self.has_gemm or w.dtype != torch.bfloat16 or w.dim() != 2 or w.shape[1] % 2:
+            return None
+        n, k = w.shape
+        w = w.contiguous()
+        data = torch.empty((n + 15) // 16 * 16 * k, dtype=torch.bfloat16)
+        self.lib.spiral_pack_bf16(w.data_ptr(), data.data_ptr(), n, k)
+        return PackedLinear(data, n, k, self)
+
+    def linear(self, x: torch.Tensor, w: PackedLinear) -> torch.Tensor:
+        """x @ w.T for x (.., in) bf16 and a weight packed by `pack`; (.., out) bf16."""
+        if x.dtype != torch.bfloat16 or x.shape[-1] != w.in_features:
+            raise ValueError(
+                f"packed linear needs bf16 (.., {w.in_features}) input, got {x.dtype} {tuple(x.shape)}"
+            )
+        lead = x.shape[:-1]
+        x = x.reshape(-1, w.in_features).contiguous()
+        out = torch.empty((x.shape[0], w.out_features), dtype=torch.bfloat16)
+        if len(x) and self.lib.spiral_gemm_bf16(
+            x.data_ptr(), w.data.data_ptr(), out.data_ptr(), len(x), w.out_features, w.in_features
+        ):
+            raise ValueError(f"packed linear unsupported for {w.in_features} input features in this build")
+        return out.view(*lead, w.out_features)
 
     @staticmethod
     def cache_shapes(dtype: torch.dtype, lead: tuple[int, ...], slots: int, head_dim: int):
