@@ -167,12 +167,13 @@ def main() -> None:
                 engines[name] = Generator(model, eos, pad, dtype, batch_size=B, seed=args.seed)
             else:
                 t0 = time.perf_counter()
-                native = (
-                    False if name == "fast-torch" else None
-                )  # fast-torch: the decode step without spiral.native
+                # fast-torch: the decode step without spiral.native; fast-onednn: the native kernels with
+                # oneDNN's matmuls instead of the native one
+                native = False if name == "fast-torch" else None
                 engines[name] = FastGenerator(
-                    model, eos, pad, dtype, batch_size=B, seed=args.seed, native=native
-                )
+                    model, eos, pad, dtype, batch_size=B, seed=args.seed, native=native,
+                    native_gemm=name != "fast-onednn",
+                )  # fmt: skip
                 engines[name].load_weights(model)
                 sync_s = (time.perf_counter() - t0) / 2
         totals, prompt_len = play(engines, fmt, tok, B, args.rounds, sampling, args.seed, shift=bi)

@@ -183,6 +183,7 @@ class FastGenerator:
         grow: int = 32,
         native: bool | None = None,
         prefix_cache_mb: float = 256,
+        native_gemm: bool | None = None,
     ) -> None:
         base, cfg = _config(policy)
         # Fused native decode kernels (spiral.native): None = use them when they build here.
@@ -198,7 +199,13 @@ class FastGenerator:
                     f"native decode kernels unavailable: {native_mod.error or 'unsupported shape'}"
                 )
         # Packed weights (None = where available): the native bf16 matmul with the kernels, else oneDNN's.
-        native_gemm = self.kernels is not None and self.kernels.has_gemm and dtype == torch.bfloat16
+        # `native_gemm=False` keeps oneDNN's matmuls beside the native attention (for comparisons).
+        native_gemm = (
+            native_gemm is not False
+            and self.kernels is not None
+            and self.kernels.has_gemm
+            and dtype == torch.bfloat16
+        )
         self.prepack = (native_gemm or can_prepack(dtype)) if prepack is None else prepack
         self.native_gemm = native_gemm and self.prepack
         # Torch path: the own cache starts with room for `grow` new tokens and grows by `grow` slots when full: a
@@ -532,9 +539,10 @@ class FastGenerator:
         """Slots [a, b) of a key (`keys`) or value cache tensor in this engine's layout (a, b multiples of 16)."""
         if self.kernels is None:
             return t[..., a:b, :]
-        # native layouts (spiral.native.Kernels.cache_shapes): bf16 keys (.., D/2, T, 2), values (.., T/2, D, 2)
+        # native layouts (spiral.native.Kernels.cache_shapes): bf16 keys (.., T/16, D/2, 16, 2), values
+        # (.., T/2, D, 2)
         if self.dtype == torch.bfloat16:
-            return t[..., a:b, :] if keys else t[..., a // 2 : b // 2, :, :]
+            return t[..., a // 16 : b // 16, :, :, :] if keys else t[..., a // 2 : b // 2, :, :]
         return t[..., a:b] if keys else t[..., a:b, :]
 
     def _prefix(self, groups: list[list[int]], rows: list[int]) -> Prefix:

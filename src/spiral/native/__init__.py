@@ -28,7 +28,7 @@ import torch
 
 SOURCE = Path(__file__).with_name("decode.cpp")
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-ffp-contract=fast", "-std=c++17", "-shared", "-fPIC"]
-ABI = 9
+ABI = 10
 DTYPES = {torch.float32: 0, torch.bfloat16: 1}
 HEAD_DIMS = (16, 32, 64, 128)  # the attention instances decode.cpp compiles (attend_any, attend_d)
 GROUPS = (1, 2, 3, 4, 6, 8)  # query heads per KV head
@@ -165,12 +165,12 @@ class Kernels:
     def cache_shapes(dtype: torch.dtype, lead: tuple[int, ...], slots: int, head_dim: int):
         """Shapes of the key and value tensors `attend` reads, for leading dims `lead` (layers, rows, KV heads).
 
-        fp32: keys (.., D, slots), values (.., slots, D). bf16: keys (.., D/2, slots, 2), values
-        (.., slots/2, D, 2) (pairs for the dot-product instructions; see decode.cpp). No initialisation needed:
+        fp32: keys (.., D, slots), values (.., slots, D). bf16: keys in blocks of 16 slots (.., slots/16, D/2,
+        16, 2), values (.., slots/2, D, 2) (pairs for the dot-product instructions; see decode.cpp). No initialisation needed:
         the kernel masks unwritten key slots and zeroes the unwritten partner of each bf16 value slot it writes.
         """
         if dtype == torch.bfloat16:
-            return (*lead, head_dim // 2, slots, 2), (*lead, slots // 2, head_dim, 2)
+            return (*lead, slots // 16, head_dim // 2, 16, 2), (*lead, slots // 2, head_dim, 2)
         return (*lead, head_dim, slots), (*lead, slots, head_dim)
 
     def attend(self, qkv, pos, cos, sin, ck, cv, valid, group, pk, pv, prefix_slots, pstart, out, heads, kv_heads,

@@ -72,10 +72,61 @@ SPIRAL_INLINE float exp_neg(float x) {
   return p * scale;
 }
 
+#if defined(__AVX512BF16__)
+// AVX-512 forms of the bf16 element-wise steps (RoPE, norms, activation, attention's masks and outputs): the
+// compiler left the generic loops scalar, at 3-4 cycles an element. The same operations in the same order; bf16
+// loads widen, stores round to nearest even.
+SPIRAL_INLINE __m512 ld16(const uint16_t* p, __mmask16 m) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
+}
+SPIRAL_INLINE __m512 rnd16(__m512 v) {  // v rounded to bf16, as a float
+  return _mm512_castsi512_ps(
+      _mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(v)), 16));
+}
+SPIRAL_INLINE void st16(uint16_t* p, __m512 v, __mmask16 m) {
+  _mm256_mask_storeu_epi16(p, m, (__m256i)_mm512_cvtneps_pbh(v));
+}
+SPIRAL_INLINE __mmask16 tail_mask(int i, int n) {
+  return n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
+}
+SPIRAL_INLINE __m512 exp_neg16(__m512 x) {  // exp_neg, 16 lanes
+  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-0.693145751953125f), x);
+  r = _mm512_fmadd_ps(n, _mm512_set1_ps(-1.428606765330187045e-06f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
+  const __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+  return _mm512_mul_ps(p, _mm512_castsi512_ps(bits));
+}
+#endif
+
 // RoPE as Hugging Face applies it: out = x * cos + rotate_half(x) * sin, each product and the sum rounded to T.
 template <typename T>
 SPIRAL_INLINE void rope(const T* x, const T* cos, const T* sin, int D, float* out) {
   const int half = D / 2;
+#if defined(__AVX512BF16__)
+  if constexpr (sizeof(T) == 2) {
+    if (half % 16 == 0) {
+      for (int d = 0; d < half; d += 16) {
+        const __m512 x1 = ld16(x + d, 0xffff), x2 = ld16(x + d + half, 0xffff);
+        const __m512 lo = _mm512_add_ps(rnd16(_mm512_mul_ps(x1, ld16(cos + d, 0xffff))),
+                                        rnd16(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), x2), ld16(sin + d, 0xffff))));
+        const __m512 hi = _mm512_add_ps(rnd16(_mm512_mul_ps(x2, ld16(cos + d + half, 0xffff))),
+                                        rnd16(_mm512_mul_ps(x1, ld16(sin + d + half, 0xffff))));
+        _mm512_storeu_ps(out + d, rnd16(lo));
+        _mm512_storeu_ps(out + d + half, rnd16(hi));
+      }
+      return;
+    }
+  }
+#endif
   for (int d = 0; d < half; ++d)
     out[d] = rnd<T>(rnd<T>(ld(x, d) * ld(cos, d)) + rnd<T>(-ld(x, d + half) * ld(sin, d)));
   for (int d = half; d < D; ++d)
@@ -93,12 +144,15 @@ SPIRAL_INLINE v16f load16(const float* p) {
 }
 // Cache layouts, per (row, KV head) block of D x Tslots elements:
 // - fp32: keys transposed, kt[d * Tslots + t], so that one vector op scores 16 slots; values v[t * D + d].
-// - bf16: keys transposed with the dimensions paired, kt[((d / 2) * Tslots + t) * 2 + d % 2], and values with
-//   the slots paired, v[((t / 2) * D + d) * 2 + t % 2]: each 32-bit lane holds a pair of bf16 numbers that one
-//   dot-product instruction (AVX512-BF16 vdpbf16ps) multiplies and adds, or that two bit operations widen.
-SPIRAL_INLINE void put_k(float* kt, long Tslots, int t, int d, float v) { kt[d * Tslots + t] = v; }
-SPIRAL_INLINE void put_k(uint16_t* kt, long Tslots, int t, int d, float v) {
-  kt[((d / 2) * Tslots + t) * 2 + d % 2] = f2bf(v);
+// - bf16: keys in blocks of 16 slots, each block (D / 2, 16, 2): kt[((t / 16) * (D / 2) + d / 2) * 32 +
+//   (t % 16) * 2 + d % 2], and values with the slots paired, v[((t / 2) * D + d) * 2 + t % 2]: each 32-bit lane
+//   holds a pair of bf16 numbers that one dot-product instruction (AVX512-BF16 vdpbf16ps) multiplies and adds,
+//   or that two bit operations widen. A block of keys is 32 consecutive cache lines (D = 64): a decode step
+//   reads each row's keys from memory as one stream (the slots-inner layout of the fp32 keys made that D / 2
+//   short streams, which the hardware prefetchers did not follow).
+SPIRAL_INLINE void put_k(float* kt, long Tslots, int, int t, int d, float v) { kt[d * Tslots + t] = v; }
+SPIRAL_INLINE void put_k(uint16_t* kt, long, int D, int t, int d, float v) {
+  kt[((static_cast<long>(t / 16) * (D / 2) + d / 2) * 16 + t % 16) * 2 + d % 2] = f2bf(v);
 }
 SPIRAL_INLINE void put_v(float* vh, int D, int t, int d, float v) { vh[static_cast<long>(t) * D + d] = v; }
 SPIRAL_INLINE void put_v(uint16_t* vh, int D, int t, int d, uint16_t v) {
@@ -122,11 +176,31 @@ SPIRAL_INLINE uint32_t bf16_pair(float lo, float hi) {
   return (a >> 16) | (b & 0xffff0000u);
 }
 
+// Software prefetch of the cache lines the next attention task reads from its row's own cache (a decode step's
+// keys and values of one row are read once, from memory): a few lines per step of the current task's loops, so
+// that the transfer overlaps its work. Two ranges (keys, values), taken in order.
+struct Ahead {
+  const char* p = nullptr;
+  const char* end = nullptr;
+  const char* p2 = nullptr;
+  const char* end2 = nullptr;
+  SPIRAL_INLINE void step(int lines) {
+    for (int i = 0; i < lines; ++i) {
+      if (p >= end) {
+        if (p2 >= end2) return;
+        p = p2, end = end2, p2 = end2;
+      }
+      __builtin_prefetch(p, 0, 3);
+      p += 64;
+    }
+  }
+};
+
 // Scores (scaled) of the G queries q (G x D floats) against the keys of slots [t0, t1) (t0, t1 multiples of 16)
-// of a key block kt (`stride` slots), written to sc[g * n + off + t - t0].
+// of a key block kt (`stride` slots; unused by the bf16 layout), written to sc[g * n + off + t - t0].
 template <int D, int G>
 inline void scores(const float* q, const float* kt, long stride, int t0, int t1, float scale, float* sc, long n,
-                   long off) {
+                   long off, Ahead* = nullptr) {
   constexpr int P = 4;  // independent partial sums per query (hides the add latency)
   for (int t = t0; t < t1; t += 16) {
     v16f acc[G][P] = {};
@@ -143,20 +217,21 @@ inline void scores(const float* q, const float* kt, long stride, int t0, int t1,
 }
 
 template <int D, int G>
-inline void scores(const float* q, const uint16_t* kt, long stride, int t0, int t1, float scale, float* sc,
-                   long n, long off) {
+inline void scores(const float* q, const uint16_t* kt, long /*stride: blocks are contiguous*/, int t0, int t1,
+                   float scale, float* sc, long n, long off, Ahead* ahead = nullptr) {
 #if defined(__AVX512BF16__)
   const uint32_t* qp = reinterpret_cast<const uint32_t*>(q + G * D);  // the queries' dimension pairs in bf16
 #endif
   for (int t = t0; t < t1; t += 16) {
-    const uint16_t* kp = kt + static_cast<long>(t) * 2;
+    const uint16_t* kp = kt + static_cast<long>(t) * D;  // the block of slots [t, t + 16)
+    if (ahead != nullptr) ahead->step(4);
 #if defined(__AVX512BF16__)
     __m512 a0[G], a1[G];  // two partial sums per query (hides the latency)
 #pragma GCC unroll 8
     for (int g = 0; g < G; ++g) a0[g] = a1[g] = _mm512_setzero_ps();
     for (int j = 0; j < D / 2; j += 2) {
-      const __m512bh k0 = (__m512bh)_mm512_loadu_si512(kp + j * stride * 2);
-      const __m512bh k1 = (__m512bh)_mm512_loadu_si512(kp + (j + 1) * stride * 2);
+      const __m512bh k0 = (__m512bh)_mm512_loadu_si512(kp + j * 32);
+      const __m512bh k1 = (__m512bh)_mm512_loadu_si512(kp + (j + 1) * 32);
 #pragma GCC unroll 8
       for (int g = 0; g < G; ++g) {
         a0[g] = _mm512_dpbf16_ps(a0[g], k0, (__m512bh)_mm512_set1_epi32(static_cast<int>(qp[g * D / 2 + j])));
@@ -170,8 +245,8 @@ inline void scores(const float* q, const uint16_t* kt, long stride, int t0, int 
     v16f a0[G] = {}, a1[G] = {};
     for (int j = 0; j < D / 2; j += 2) {
       v16f e0, o0, e1, o1;
-      widen_pairs(kp + j * stride * 2, e0, o0);
-      widen_pairs(kp + (j + 1) * stride * 2, e1, o1);
+      widen_pairs(kp + j * 32, e0, o0);
+      widen_pairs(kp + (j + 1) * 32, e1, o1);
 #pragma GCC unroll 8
       for (int g = 0; g < G; ++g) {
         const float* qg = q + g * D + 2 * j;
@@ -192,7 +267,7 @@ inline void scores(const float* q, const uint16_t* kt, long stride, int t0, int 
 // may be null). fp32 values: rows of D.
 template <int D, int G>
 inline void mix(v16f (*acc)[D / 16], const float* values, int t0, int t1, const uint8_t* ok, const float* p,
-                long n, long off) {
+                long n, long off, Ahead* = nullptr) {
   constexpr int NV = D / 16;
   for (int t = t0; t < t1; ++t) {
     if (ok != nullptr && !ok[t]) continue;
@@ -210,7 +285,7 @@ inline void mix(v16f (*acc)[D / 16], const float* values, int t0, int t1, const 
 // probabilities to bf16), and the values of zero-weight slots must be finite (bf16 value caches start zeroed).
 template <int D, int G>
 inline void mix(v16f (*acc)[D / 16], const uint16_t* values, int t0, int t1, const uint8_t*, const float* p,
-                long n, long off) {
+                long n, long off, Ahead* ahead = nullptr) {
   constexpr int NV = D / 16;
 #if defined(__AVX512BF16__)
   __m512 r[G][NV];  // the accumulators stay in registers for the whole loop
@@ -220,6 +295,7 @@ inline void mix(v16f (*acc)[D / 16], const uint16_t* values, int t0, int t1, con
     for (int j = 0; j < NV; ++j) r[g][j] = (__m512)acc[g][j];
 #endif
   for (int ta = t0; ta < t1; ta += 2) {
+    if (ahead != nullptr) ahead->step(2);
     uint32_t w[G];
     uint32_t any = 0;
 #pragma GCC unroll 8
@@ -292,13 +368,23 @@ void attend(const T* qkv, const int64_t* pos, const int32_t* slots, const int64_
         const int partner = slot ^ 1;  // bf16 values are read in slot pairs: a pair's unwritten slot must be 0
         const bool clear = sizeof(T) == 2 && partner < Tslots && !ok[partner];
         for (int d = 0; d < D; ++d) {
-          put_k(kt, Tslots, slot, d, kr[d]);
+          put_k(kt, Tslots, D, slot, d, kr[d]);
           put_v(vh, D, slot, d, vnew[d]);
           if (clear) put_v(vh, D, partner, d, T{});
         }
       }
       // the row's own slots before own_start[cr] hold no token (its prompt's left padding): their blocks are skipped
       const int o0 = own_start != nullptr ? own_start[cr] / 16 * 16 : 0;
+      Ahead ahead;  // a decode step's next task (the next task of this thread, in the static schedule)
+      if (sizeof(T) == 2 && row_start == nullptr && task + 1 < static_cast<long>(B) * Hkv) {
+        const long b2 = (task + 1) / Hkv, h2 = (task + 1) % Hkv;
+        const long cr2 = rowmap != nullptr ? rowmap[b2] : b2;
+        const long a2 = own_start != nullptr ? own_start[cr2] / 16 * 16 : 0, e2 = (s + 16) / 16 * 16;
+        const T* k2 = ck + (cr2 * Hkv + h2) * D * Tslots;  // slots [a2, e2) of both layouts: elements [a2 D, e2 D)
+        const T* v2 = cv + (cr2 * Hkv + h2) * Tslots * D;
+        ahead.p = reinterpret_cast<const char*>(k2 + a2 * D), ahead.end = reinterpret_cast<const char*>(k2 + e2 * D);
+        ahead.p2 = reinterpret_cast<const char*>(v2 + a2 * D), ahead.end2 = reinterpret_cast<const char*>(v2 + e2 * D);
+      }
       const int grp = C > 0 ? static_cast<int>(group[b]) : 0;
       const int p0 = C > 0 ? pstart[grp] : C;
       const int pb = p0 / 16 * 16;  // first prefix block read
@@ -310,22 +396,28 @@ void attend(const T* qkv, const int64_t* pos, const int32_t* slots, const int64_
           rope(x + static_cast<long>(h * G + g) * D, cos + pos[i] * D, sin + pos[i] * D, D, q.data() + g * D);
         if (sizeof(T) == 2) {  // bf16: the (bf16-rounded) queries as dimension pairs for the dot products
           uint32_t* qp = reinterpret_cast<uint32_t*>(q.data() + G * D);
+#if defined(__AVX512BF16__)
+          for (int j = 0; j < G * D; j += 16)  // 16 floats -> 8 pairs, the low half the even dimension
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(qp + j / 2),
+                                (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(q.data() + j)));
+#else
           for (int j = 0; j < G * D / 2; ++j) qp[j] = bf16_pair(q[2 * j], q[2 * j + 1]);
+#endif
         }
         const long n = (C - pb) + (own_end - o0);
         float* sc0 = sc.data();
         if (C > p0) {
           const T* pkt = pk + (static_cast<long>(grp) * Hkv + h) * D * C;
-          scores<D, G>(q.data(), pkt, C, pb, C, scale, sc0, n, 0);
+          scores<D, G>(q.data(), pkt, C, pb, C, scale, sc0, n, 0, &ahead);
         }
-        scores<D, G>(q.data(), kt, Tslots, o0, own_end, scale, sc0, n, C - pb);
+        scores<D, G>(q.data(), kt, Tslots, o0, own_end, scale, sc0, n, C - pb, &ahead);
         float zs[G];
         for (int g = 0; g < G; ++g) {  // masks, then softmax numerators in place (the token's slot is valid)
           float* r = sc0 + g * n;
           for (int t = pb; t < p0; ++t) r[t - pb] = -INFINITY;
           float* own = r + (C - pb) - o0;  // own[t] for t in [o0, own_end)
-          for (int t = o0; t < own_end; ++t)
-            if (t > slot || !ok[t]) own[t] = -INFINITY;
+#pragma omp simd
+          for (int t = o0; t < own_end; ++t) own[t] = (t > slot || !ok[t]) ? -INFINITY : own[t];
           float m = -INFINITY;
 #pragma omp simd reduction(max : m)
           for (long j = 0; j < n; ++j) m = r[j] > m ? r[j] : m;
@@ -341,11 +433,19 @@ void attend(const T* qkv, const int64_t* pos, const int32_t* slots, const int64_
         // fp32 reads exactly the slots with weight; bf16 reads whole slot pairs (weights of masked slots are 0)
         const int v0 = sizeof(T) == 2 ? pb : p0, v1 = sizeof(T) == 2 ? own_end : slot + 1;
         if (C > p0)
-          mix<D, G>(acc, pv + (static_cast<long>(grp) * Hkv + h) * C * D, v0, C, nullptr, sc0, n, v0 - pb);
-        mix<D, G>(acc, vh, o0, v1, ok, sc0, n, C - pb);
+          mix<D, G>(acc, pv + (static_cast<long>(grp) * Hkv + h) * C * D, v0, C, nullptr, sc0, n, v0 - pb, &ahead);
+        mix<D, G>(acc, vh, o0, v1, ok, sc0, n, C - pb, &ahead);
         for (int g = 0; g < G; ++g) {
           const float inv = 1.0f / zs[g];
           T* o = out + i * H * D + static_cast<long>(h * G + g) * D;
+#if defined(__AVX512BF16__)
+          if constexpr (sizeof(T) == 2) {
+            for (int j = 0; j < NV; ++j)
+              st16(reinterpret_cast<uint16_t*>(o) + j * 16, _mm512_mul_ps((__m512)acc[g][j], _mm512_set1_ps(inv)),
+                   0xffff);
+            continue;
+          }
+#endif
           for (int j = 0; j < NV; ++j)
             for (int l = 0; l < 16; ++l) st(o, j * 16 + l, acc[g][j][l] * inv);
         }
@@ -395,6 +495,7 @@ int attend_any(const T* qkv, const int64_t* pos, const int32_t* slots, const int
   }
 }
 
+
 // x += y (when y is given; rounded to T as the residual stream is), then out = w * rms_norm(x) as Hugging
 // Face's LlamaRMSNorm computes it: fp32 statistics, the normalised row rounded to T, then scaled by w.
 template <typename T>
@@ -403,6 +504,27 @@ void add_rms(T* x, const T* y, const T* w, T* out, int B, int Cdim, float eps) {
   for (int b = 0; b < B; ++b) {
     T* xb = x + static_cast<long>(b) * Cdim;
     T* ob = out + static_cast<long>(b) * Cdim;
+#if defined(__AVX512BF16__)
+    if constexpr (sizeof(T) == 2) {
+      const uint16_t* yb = y != nullptr ? y + static_cast<long>(b) * Cdim : nullptr;
+      __m512 ss = _mm512_setzero_ps();
+      for (int i = 0; i < Cdim; i += 16) {
+        const __mmask16 m = tail_mask(i, Cdim);
+        __m512 v = ld16(xb + i, m);
+        if (yb != nullptr) {
+          v = rnd16(_mm512_add_ps(v, ld16(yb + i, m)));
+          st16(xb + i, v, m);
+        }
+        ss = _mm512_fmadd_ps(v, v, ss);  // masked-off lanes load as 0
+      }
+      const __m512 inv = _mm512_set1_ps(1.0f / std::sqrt(_mm512_reduce_add_ps(ss) / static_cast<float>(Cdim) + eps));
+      for (int i = 0; i < Cdim; i += 16) {
+        const __mmask16 m = tail_mask(i, Cdim);
+        st16(ob + i, _mm512_mul_ps(ld16(w + i, m), rnd16(_mm512_mul_ps(ld16(xb + i, m), inv))), m);
+      }
+      continue;
+    }
+#endif
     if (y != nullptr) {
       const T* yb = y + static_cast<long>(b) * Cdim;
       for (int i = 0; i < Cdim; ++i) st(xb, i, ld(xb, i) + ld(yb, i));
@@ -423,6 +545,21 @@ void silu_mul(const T* gu, T* out, int B, int Fdim) {
     const T* g = gu + static_cast<long>(b) * 2 * Fdim;
     const T* u = g + Fdim;
     T* o = out + static_cast<long>(b) * Fdim;
+#if defined(__AVX512BF16__)
+    if constexpr (sizeof(T) == 2) {
+      const __m512 one = _mm512_set1_ps(1.0f);
+      for (int i = 0; i < Fdim; i += 16) {
+        const __mmask16 m = tail_mask(i, Fdim);
+        const __m512 v = ld16(g + i, m);
+        const __m512 e = exp_neg16(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(v)));  // exp(-|v|)
+        const __m512 d = _mm512_add_ps(one, e);
+        const __mmask16 pos = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GE_OQ);
+        const __m512 sig = _mm512_div_ps(_mm512_mask_blend_ps(pos, e, one), d);  // 1 / (1 + e) or e / (1 + e)
+        st16(o + i, _mm512_mul_ps(rnd16(_mm512_mul_ps(v, sig)), ld16(u + i, m)), m);
+      }
+      continue;
+    }
+#endif
 #pragma omp simd
     for (int i = 0; i < Fdim; ++i) {
       const float v = ld(g, i);
@@ -671,6 +808,6 @@ int spiral_gemm_bf16(const void* a, const void* w, void* c, int M, int N, int K)
 #endif
 }
 
-int spiral_abi_version() { return 9; }
+int spiral_abi_version() { return 10; }
 
 }  // extern "C"
