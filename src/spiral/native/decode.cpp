@@ -282,7 +282,8 @@ inline void mix(v16f (*acc)[D / 16], const float* values, int t0, int t1, const 
 
 // The same for bf16 values stored in slot pairs, two slots per step over [t0, t1) (both even); pairs whose
 // weights are all zero are skipped. The weights are bf16 values already (the bf16 model rounds attention
-// probabilities to bf16), and the values of zero-weight slots must be finite (bf16 value caches start zeroed).
+// probabilities to bf16; with AVX512-BF16, attend's softmax leaves them packed in slot pairs over the first half
+// of each row of p), and the values of zero-weight slots must be finite (bf16 value caches start zeroed).
 template <int D, int G>
 inline void mix(v16f (*acc)[D / 16], const uint16_t* values, int t0, int t1, const uint8_t*, const float* p,
                 long n, long off, Ahead* ahead = nullptr) {
@@ -300,8 +301,12 @@ inline void mix(v16f (*acc)[D / 16], const uint16_t* values, int t0, int t1, con
     uint32_t any = 0;
 #pragma GCC unroll 8
     for (int g = 0; g < G; ++g) {
+#if defined(__AVX512BF16__)  // attend's softmax stored the weights as bf16 pairs
+      w[g] = reinterpret_cast<const uint32_t*>(p + g * n)[(off + ta - t0) / 2];
+#else
       const float* pg = p + g * n + off + ta - t0;
       w[g] = bf16_pair(pg[0], pg[1]);
+#endif
       any |= w[g];
     }
     if (any == 0) continue;
@@ -418,6 +423,26 @@ void attend(const T* qkv, const int64_t* pos, const int32_t* slots, const int64_
           float* own = r + (C - pb) - o0;  // own[t] for t in [o0, own_end)
 #pragma omp simd
           for (int t = o0; t < own_end; ++t) own[t] = (t > slot || !ok[t]) ? -INFINITY : own[t];
+#if defined(__AVX512BF16__)
+          if constexpr (sizeof(T) == 2) {  // n is a multiple of 16
+            __m512 mv = _mm512_set1_ps(-INFINITY);
+            for (long j = 0; j < n; j += 16) mv = _mm512_max_ps(mv, _mm512_loadu_ps(r + j));
+            const __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mv));
+            __m512 z = _mm512_setzero_ps();
+            // the numerators rounded to bf16, packed in slot pairs over the row's first n / 2 floats (mix reads
+            // them so; each write lands before the floats still to be read)
+            uint32_t* pairs = reinterpret_cast<uint32_t*>(r);
+            for (long j = 0; j < n; j += 16) {
+              const __m512 x = _mm512_loadu_ps(r + j);
+              const __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-INFINITY), _CMP_NEQ_UQ);
+              const __m256i e = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_mov_ps(live, exp_neg16(_mm512_sub_ps(x, m))));
+              _mm256_storeu_si256(reinterpret_cast<__m256i*>(pairs + j / 2), e);
+              z = _mm512_add_ps(z, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(e), 16)));
+            }
+            zs[g] = _mm512_reduce_add_ps(z);
+            continue;
+          }
+#endif
           float m = -INFINITY;
 #pragma omp simd reduction(max : m)
           for (long j = 0; j < n; ++j) m = r[j] > m ? r[j] : m;
