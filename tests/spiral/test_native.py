@@ -142,6 +142,25 @@ def test_native_greedy_equals_hf_generate_for_other_attention_shapes(hidden, hea
         )
 
 
+@pytest.mark.parametrize(
+    "hidden,heads,kv_heads,head_dim", [(96, 6, 2, 64), (128, 4, 2, None), (64, 2, 2, 128)]
+)
+def test_native_bf16_is_as_close_to_fp32_as_the_torch_path_for_wider_heads(hidden, heads, kv_heads, head_dim):
+    """bf16 with head_dim 32, 64 (SmolLM2's) and 128, where RoPE and the attention take their AVX-512 forms."""
+    require_kernels()
+    model = tiny_llama(hidden, heads, kv_heads, head_dim, init=0.1)
+    prompts = make_prompts()
+    errs = {}
+    for flag in (None, False):
+        gen = FastGenerator(model, [EOS], PAD, torch.bfloat16, batch_size=4, seed=1, native=flag)
+        assert (gen.kernels is not None) == (flag is None)
+        out = gen.generate(prompts, Sampling(1.0, 1.0, max_new_tokens=16))
+        errs[flag] = bf16_errors(model, prompts, out)
+    fast, ref = errs[None], errs[False]
+    assert fast.mean() < 1.5 * ref.mean() + 0.002, (fast.mean(), ref.mean())
+    assert fast.max() < 0.15, fast.max()
+
+
 @pytest.mark.parametrize("n,k", [(97, 64), (48, 48), (200, 2), (960, 576), (576, 1536)])
 def test_packed_bf16_matmul_is_as_close_to_fp32_as_f_linear(n, k):
     """The native bf16 matmul against an fp32 matmul of the same bf16 inputs, next to F.linear's bf16 result: row
@@ -259,20 +278,21 @@ def test_a_library_that_does_not_load_is_reported(monkeypatch, tmp_path):
     assert FastGenerator(sharp_llama(), [EOS], PAD, torch.float32).kernels is None
 
 
+@pytest.mark.parametrize("width", [576, 37])  # 37: the vector loops' partial last block
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_norm_and_activation_kernels_round_as_torch_does(dtype):
+def test_norm_and_activation_kernels_round_as_torch_does(dtype, width):
     """add_rms and silu_mul against the torch ops they replace: bf16 results rounded the same way (to nearest)."""
     kernels = require_kernels()
     g = torch.Generator().manual_seed(0)
-    x, y = (torch.randn(7, 576, generator=g).to(dtype) for _ in range(2))
-    w = (1 + 0.3 * torch.randn(576, generator=g)).to(dtype)
-    gu = (3 * torch.randn(7, 2 * 320, generator=g)).to(dtype)
+    x, y = (torch.randn(7, width, generator=g).to(dtype) for _ in range(2))
+    w = (1 + 0.3 * torch.randn(width, generator=g)).to(dtype)
+    gu = (3 * torch.randn(7, 2 * (width - 16), generator=g)).to(dtype)
     s = x + y  # the residual stream, rounded to dtype
     h = s.float()
     want_rms = w * (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-5)).to(dtype)
     gate, up = gu.chunk(2, dim=-1)
     want_act = torch.nn.functional.silu(gate) * up
-    out, act = torch.empty_like(x), torch.empty(7, 320, dtype=dtype)
+    out, act = torch.empty_like(x), torch.empty(7, width - 16, dtype=dtype)
     kernels.add_rms(x, y, w, out, 1e-5)
     kernels.silu_mul(gu, act)
     assert torch.equal(x, s)
