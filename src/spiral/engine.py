@@ -199,12 +199,14 @@ class FastGenerator:
                     f"native decode kernels unavailable: {native_mod.error or 'unsupported shape'}"
                 )
         # Packed weights (None = where available): the native bf16 matmul with the kernels, else oneDNN's.
-        # `native_gemm=False` keeps oneDNN's matmuls beside the native attention (for comparisons).
+        # The native bf16 matmul (None: where it is built and wanted, spiral.native.gemm_wanted; False: oneDNN's
+        # matmuls beside the native attention, for comparisons; True: wherever it is built).
         native_gemm = (
             native_gemm is not False
             and self.kernels is not None
             and self.kernels.has_gemm
             and dtype == torch.bfloat16
+            and (native_gemm or native_mod.gemm_wanted())
         )
         self.prepack = (native_gemm or can_prepack(dtype)) if prepack is None else prepack
         self.native_gemm = native_gemm and self.prepack

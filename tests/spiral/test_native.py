@@ -188,6 +188,26 @@ def test_packed_bf16_matmul_is_as_close_to_fp32_as_f_linear(n, k):
         linear(x.float(), packed)
 
 
+def test_amx_cpus_and_spiral_native_gemm_0_keep_onednn_matmuls(monkeypatch):
+    kernels = require_kernels()
+    if not kernels.has_gemm:
+        pytest.skip("this build has no AVX512-BF16: bf16 matmuls stay with oneDNN anyway")
+    assert native.gemm_wanted()  # this machine: AVX512-BF16, no AMX
+
+    def packs_natively() -> bool:
+        gen = FastGenerator(sharp_llama(), [EOS], PAD, torch.bfloat16)
+        assert gen.kernels is not None
+        assert gen.native_gemm == isinstance(gen.layers[0].wgu, native.PackedLinear)
+        return gen.native_gemm
+
+    assert packs_natively()
+    monkeypatch.setattr(native, "_cpu_flags", lambda: "flags : fpu avx512f avx512_bf16 amx_bf16 amx_tile")
+    assert not native.gemm_wanted() and not packs_natively()
+    monkeypatch.undo()
+    monkeypatch.setenv("SPIRAL_NATIVE_GEMM", "0")
+    assert not native.gemm_wanted() and not packs_natively()
+
+
 def test_packed_matmul_declines_what_it_cannot_do():
     kernels = require_kernels()
     assert kernels.pack(torch.randn(32, 7).bfloat16()) is None  # odd input features: oneDNN instead

@@ -98,6 +98,15 @@ def build(cxx: str, extra: list[str] | None = None) -> Path:
     return out
 
 
+def gemm_wanted() -> bool:
+    """Whether the engine should use the native bf16 matmul where it is built (`Kernels.has_gemm`): not on CPUs
+    with AMX, whose tile instructions oneDNN uses for several times the FLOP/s of AVX512-BF16 dot products (not
+    measured here: these machines have no AMX), and not with `SPIRAL_NATIVE_GEMM=0`."""
+    if os.environ.get("SPIRAL_NATIVE_GEMM") == "0":
+        return False
+    return "amx_bf16" not in _cpu_flags().split()
+
+
 @dataclass(frozen=True)
 class PackedLinear:
     """A bf16 linear weight (out, in) in the packed layout of decode.cpp's gemm_bf16, with the kernels that packed
@@ -132,7 +141,7 @@ class Kernels:
         lib.spiral_gemm_bf16.argtypes = [P, P, P, I, I, I]
         lib.spiral_gemm_bf16.restype = I
         self.lib = lib
-        # the packed bf16 matmul (decode.cpp gemm_bf16) is built only with AVX512-BF16
+        # the packed bf16 matmul (decode.cpp gemm_bf16) is built only with AVX512-BF16; see also gemm_wanted()
         self.has_gemm = bool(lib.spiral_has_gemm())
 
     def pack(self, w: torch.Tensor) -> PackedLinear | None:
