@@ -7,7 +7,8 @@ B concurrent self-play games (Kuhn and TicTacToe alternating) are played round b
 engine generates responses to the same prompts (engines interleaved, their order rotated per round), and the
 games move on with the fast engine's responses. Engines: `plain` (Hugging Face `model.generate`, one
 left-padded batch), `current` (spiral.rollout.Generator), `fast` (spiral.engine.FastGenerator with its native
-kernels where they build) and `fast-torch` (the same engine with the native kernels off). The roofline
+kernels where they build), `fast-onednn` (the same with oneDNN's bf16 matmuls instead of the native one) and
+`fast-torch` (the same engine with the native kernels off). The roofline
 comes from GEMM and bandwidth probes run in the same process (benchmarks/roofline.py).
 """
 
@@ -127,7 +128,7 @@ def main() -> None:
     ap.add_argument(
         "--dtype", default="auto", help="generation dtype: auto (bf16 only with native bf16), bf16, fp32"
     )
-    ap.add_argument("--engines", nargs="+", default=["plain", "current", "fast-torch", "fast"])
+    ap.add_argument("--engines", nargs="+", default=["plain", "current", "fast-torch", "fast-onednn", "fast"])
     ap.add_argument(
         "--threads",
         type=int,
