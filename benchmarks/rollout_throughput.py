@@ -128,7 +128,8 @@ def main() -> None:
     ap.add_argument(
         "--dtype", default="auto", help="generation dtype: auto (bf16 only with native bf16), bf16, fp32"
     )
-    ap.add_argument("--engines", nargs="+", default=["plain", "current", "fast-torch", "fast-onednn", "fast"])
+    engines = ["plain", "current", "fast-torch", "fast-onednn", "fast"]
+    ap.add_argument("--engines", nargs="+", choices=engines, default=engines)
     ap.add_argument(
         "--threads",
         type=int,
