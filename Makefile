@@ -15,7 +15,7 @@ export WANDB_MODE := offline
 export TOKENIZERS_PARALLELISM := false
 export MPLCONFIGDIR ?= $(or $(TMPDIR),/tmp)/spiral-tm-mplconfig
 
-.PHONY: setup demo test test-fast bench bench-games bench-rollout bench-tm lint format clean
+.PHONY: setup demo test test-fast bench bench-games bench-rollout bench-matmuls bench-tm lint format clean
 
 setup: $(STAMP)
 
@@ -45,13 +45,16 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
-bench: bench-games bench-rollout bench-tm
+bench: bench-games bench-rollout bench-matmuls bench-tm
 
 bench-games: $(STAMP)
 	$(PY) benchmarks/game_speed.py
 
 bench-rollout: $(STAMP)
 	$(PY) benchmarks/rollout_throughput.py
+
+bench-matmuls: $(STAMP)
+	$(PY) benchmarks/decode_matmuls.py
 
 bench-tm: $(STAMP)
 	$(PY) benchmarks/tm_quality_vs_nfe.py
