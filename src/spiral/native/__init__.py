@@ -1,5 +1,9 @@
 """Fused native kernels for the fast engine's decode step, compiled on first use and loaded with ctypes.
 
+Attention (RoPE, cache writes, softmax attention over a shared prefix and each row's own slots), residual add +
+RMSNorm, SiLU * up, the sampler, and (built with AVX512-BF16) a bf16 matmul over weights packed once per weight
+update (`Kernels.pack`, `PackedLinear`; the engine uses it where `gemm_wanted()`).
+
 `load()` compiles `decode.cpp` with the system C++ compiler (`$CXX`, else c++ / g++ / clang++) for this
 machine's CPU (-march=native) into a cache folder (`$SPIRAL_NATIVE_CACHE`, else ~/.cache/spiral/native), keyed
 by the source, the flags, the compiler's version and the CPU's feature flags, so a cache shared between machines
