@@ -198,9 +198,9 @@ class FastGenerator:
                 raise RuntimeError(
                     f"native decode kernels unavailable: {native_mod.error or 'unsupported shape'}"
                 )
-        # Packed weights (None = where available): the native bf16 matmul with the kernels, else oneDNN's.
-        # The native bf16 matmul (None: where it is built and wanted, spiral.native.gemm_wanted; False: oneDNN's
-        # matmuls beside the native attention, for comparisons; True: wherever it is built).
+        # Packed weights (prepack None: where a packed matmul exists): the native bf16 matmul (native_gemm None:
+        # where it is built and wanted, spiral.native.gemm_wanted; False: oneDNN's matmuls beside the native
+        # attention, for comparisons; True: wherever it is built), else oneDNN's.
         native_gemm = (
             native_gemm is not False
             and self.kernels is not None
@@ -258,12 +258,13 @@ class FastGenerator:
         ) -> torch.Tensor:  # own copies: the learner updates its tensors in place
             return sd[key].detach().to(dt, copy=copy).contiguous()
 
+        onednn = self.prepack and can_prepack(dt)  # for weights the native matmul declines (or all)
+
         def pack(t: torch.Tensor) -> torch.Tensor | PackedLinear:
-            if self.native_gemm:
-                packed = self.kernels.pack(t)
-                if packed is not None:
-                    return packed
-            return pack_linear(t) if self.prepack and can_prepack(dt) else t
+            packed = self.kernels.pack(t) if self.native_gemm else None
+            if packed is not None:
+                return packed
+            return pack_linear(t) if onednn else t
 
         layers = []
         i = 0

@@ -179,8 +179,9 @@ class Kernels:
         """Shapes of the key and value tensors `attend` reads, for leading dims `lead` (layers, rows, KV heads).
 
         fp32: keys (.., D, slots), values (.., slots, D). bf16: keys in blocks of 16 slots (.., slots/16, D/2,
-        16, 2), values (.., slots/2, D, 2) (pairs for the dot-product instructions; see decode.cpp). No initialisation needed:
-        the kernel masks unwritten key slots and zeroes the unwritten partner of each bf16 value slot it writes.
+        16, 2), values (.., slots/2, D, 2) (pairs for the dot-product instructions; see decode.cpp). No
+        initialisation needed: the kernel masks unwritten key slots and zeroes the unwritten partner of each bf16
+        value slot it writes.
         """
         if dtype == torch.bfloat16:
             return (*lead, slots // 16, head_dim // 2, 16, 2), (*lead, slots // 2, head_dim, 2)
