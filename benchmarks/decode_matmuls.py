@@ -72,7 +72,7 @@ def main() -> None:
         print(
             f"rows {m}: oneDNN {med['oneDNN'] * 1e3:.1f} ms, native {med['native'] * 1e3:.1f} ms", flush=True
         )
-    cmd = "python benchmarks/decode_matmuls.py " + " ".join(sys.argv[1:])
+    cmd = " ".join(["python benchmarks/decode_matmuls.py", *sys.argv[1:]])
     lines = [
         "# A decode step's matmuls: native bf16 matmul vs oneDNN",
         "",
