@@ -174,7 +174,7 @@ def main() -> None:
                 native = False if name == "fast-torch" else None
                 engines[name] = FastGenerator(
                     model, eos, pad, dtype, batch_size=B, seed=args.seed, native=native,
-                    native_gemm=name != "fast-onednn",
+                    native_gemm=False if name == "fast-onednn" else None,
                 )  # fmt: skip
                 engines[name].load_weights(model)
                 sync_s = (time.perf_counter() - t0) / 2
