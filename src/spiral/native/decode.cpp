@@ -693,16 +693,15 @@ SPIRAL_INLINE void gemm_tile(const uint16_t* a, long lda, const uint16_t* b, lon
 }
 
 template <int MR, int NR>
-inline void gemm_rows(int mr, const uint16_t* a, long lda, const uint16_t* b, long bstride, int KP,
-                             uint16_t* c, long ldc, __mmask16 last_mask, const char*& pf, long pfstep,
-                             const char* pf_end) {
+inline void gemm_rows(int mr, const uint16_t* a, long lda, const uint16_t* b, long bstride, int KP, uint16_t* c,
+                      long ldc, __mmask16 last_mask, const char*& pf, long pfstep, const char* pf_end) {
   if constexpr (MR > 1) {
     if (mr < MR) return gemm_rows<MR - 1, NR>(mr, a, lda, b, bstride, KP, c, ldc, last_mask, pf, pfstep, pf_end);
   }
   gemm_tile<MR, NR>(a, lda, b, bstride, KP, c, ldc, last_mask, pf, pfstep, pf_end);
 }
 
-// Panels of NR blocks (the last one of a thread's range may hold fewer), MR rows at a time.
+// Panels of NR blocks (the last panel of W may hold fewer), MR rows at a time, 128 rows of A per pass.
 template <int MR, int NR>
 void gemm_bf16(const uint16_t* a, const uint16_t* w, uint16_t* c, int M, int N, int K) {
   const int KP = K / 2, blocks = (N + 15) / 16;
@@ -721,7 +720,8 @@ void gemm_bf16(const uint16_t* a, const uint16_t* w, uint16_t* c, int M, int N, 
         const uint16_t* wp = w + b0 * bstride;
         // the next panel of this thread's range, one line per k step or more
         const char* pf = reinterpret_cast<const char*>(wp + nb * bstride);
-        const char* pf_end = pn + 1 < p1 ? reinterpret_cast<const char*>(w + (b0 + nb + NR < blocks ? b0 + nb + NR : blocks) * bstride) : pf;
+        const int next_end = b0 + nb + NR < blocks ? b0 + nb + NR : blocks;
+        const char* pf_end = pn + 1 < p1 ? reinterpret_cast<const char*>(w + next_end * bstride) : pf;
         const long pfstep = (pf_end - pf + iters - 1) / iters;
         const __mmask16 last = b0 + nb == blocks ? tail : __mmask16(0xffff);
         for (int r = 0; r < rows; r += MR) {
