@@ -12,10 +12,11 @@ _WRAPPER_START = re.compile(r"\\(?:text|textbf|textit|texttt|textrm|mathrm|mathb
 _QUOTES = "'\"`"
 
 
-def _match_brace(text: str, open_idx: int) -> int:
-    """Index of the brace closing the one at `open_idx`, or -1; escaped braces (\\{ \\}) do not count."""
-    depth = 0
-    i = open_idx
+def _closing_braces(text: str) -> dict[int, int]:
+    """Map each '{' that is closed to the index of its '}', in one pass; escaped braces (\\{ \\}) do not count."""
+    pairs: dict[int, int] = {}
+    open_at: list[int] = []
+    i = 0
     n = len(text)
     while i < n:
         ch = text[i]
@@ -23,35 +24,61 @@ def _match_brace(text: str, open_idx: int) -> int:
             i += 2  # skip the escaped character
             continue
         if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                return i
+            open_at.append(i)
+        elif ch == "}" and open_at:
+            pairs[open_at.pop()] = i
         i += 1
-    return -1
+    return pairs
 
 
 def _unwrap_commands(text: str) -> str:
-    """Replace \\text{X} (and similar formatting commands) by X, innermost-safe."""
-    while True:
-        m = _WRAPPER_START.search(text)
-        if m is None:
-            return text
-        close = _match_brace(text, m.end() - 1)
-        if close < 0:  # unbalanced: drop just the command name
-            return text[: m.start()] + text[m.end() :]
-        text = text[: m.start()] + text[m.end() : close] + text[close + 1 :]
+    """Replace \\text{X} (and similar formatting commands) by X, in one pass; an unclosed one loses its name."""
+    out: list[str] = []
+    wrapper_open: list[bool] = []  # per open brace: whether it belongs to a formatting command
+    i = 0
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\\":
+            m = _WRAPPER_START.match(text, i)
+            if m is not None:
+                wrapper_open.append(True)
+                i = m.end()
+                continue
+            if (
+                _WRAPPER_START.match(text, i + 1) is not None
+            ):  # \\text{X}: a literal backslash, then the command
+                out.append(ch)
+                i += 1
+                continue
+            out.append(text[i : i + 2])
+            i += 2
+            continue
+        if ch == "{":
+            wrapper_open.append(False)
+        elif ch == "}" and wrapper_open and wrapper_open.pop():
+            i += 1  # the command's closing brace goes with it
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
 
 
 def extract_boxed(text: str) -> str | None:
-    """Content of the last complete \\boxed{...} or \\fbox{...} in `text` (\\text{} stripped), or None."""
+    """Content of the last complete \\boxed{...} or \\fbox{...} in `text` (\\text{} stripped), or None.
+
+    Linear in len(text): the braces are paired once, not once per box (an unclosed box in a long reply
+    would otherwise rescan the rest of the text for every box before it).
+    """
     if "\\" not in text:  # fast path: no LaTeX command at all
         return None
     starts = [m.end() - 1 for m in _BOX_START.finditer(text)]
+    if not starts:
+        return None
+    pairs = _closing_braces(text)
     for brace in reversed(starts):
-        close = _match_brace(text, brace)
-        if close >= 0:
+        close = pairs.get(brace)
+        if close is not None:
             return _unwrap_commands(text[brace + 1 : close]).strip()
     return None
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -99,3 +101,45 @@ def test_parse_action_never_crashes_and_returns_legal_or_none(text: str, mode: s
 def test_boxed_legal_action_always_parses(action: str, pad: str, upper: bool) -> None:
     inner = action.upper() if upper else action
     assert parse_action(f"reasoning {{}} \\boxed{{{pad}{inner}{pad}}}", KUHN) == action
+
+
+def _lines_run(fn, *args) -> int:
+    """How many Python lines `fn(*args)` executes: a measure of work that does not depend on the machine."""
+    count = 0
+
+    def tracer(frame, event, arg):
+        nonlocal count
+        if event == "line":
+            count += 1
+        return tracer
+
+    previous = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        fn(*args)
+    finally:
+        sys.settrace(previous)
+    return count
+
+
+@pytest.mark.parametrize(
+    "unit", ["\\boxed{", "\\boxed{\\text{", "\\fbox{a{", "\\boxed{x} \\boxed{", "\\boxed{\\text{a}"]
+)
+def test_extract_boxed_work_is_linear_in_the_text(unit: str) -> None:
+    # Many unclosed boxes once made every box rescan the rest of the text (a 140 KB reply took minutes).
+    small = _lines_run(extract_boxed, unit * 150)
+    large = _lines_run(extract_boxed, unit * 300)
+    assert large <= 2.2 * small
+
+
+def test_unwrapping_a_box_is_linear_in_its_content() -> None:
+    def reply(n: int) -> str:
+        return "\\boxed{" + "\\text{" * n + "a" + "}" * n + "}"  # nested commands
+
+    assert _lines_run(extract_boxed, reply(600)) <= 2.2 * _lines_run(extract_boxed, reply(300))
+
+
+def test_extract_boxed_unwraps_nested_and_repeated_commands() -> None:
+    assert extract_boxed("\\boxed{\\text{\\textbf{a}} \\text{b}\\mathrm {c}}") == "a bc"
+    assert extract_boxed("\\boxed{\\\\text{a}}") == "\\a"  # a literal backslash, then the command
+    assert extract_boxed("\\boxed{\\text{}}") == ""

@@ -10,6 +10,16 @@ from spiral.games.base import EVAL_PENALTY, TRAIN_PENALTY, Env, InvalidPenalty
 from spiral.prompting import PARSE_MODES, extract_boxed, parse_action
 
 PENALTIES = {"train": TRAIN_PENALTY, "eval": EVAL_PENALTY}
+# The longest text a game parses as a move. Model replies are bounded by max_new_tokens; API and human replies
+# are not, and a reply far past any model's length is refused before it is parsed.
+MAX_ACTION_CHARS = 32_768
+
+
+def oversized_reason(action: str) -> str | None:
+    """Why `action` is too long to be parsed as a move, or None when it is short enough."""
+    if len(action) <= MAX_ACTION_CHARS:
+        return None
+    return f"the response is {len(action):,} characters; a move may be at most {MAX_ACTION_CHARS:,}"
 
 
 def as_penalty(value: InvalidPenalty | tuple[float, float] | str) -> InvalidPenalty:
@@ -113,11 +123,12 @@ class TextGame(Env):
         """Apply the current player's text; an invalid one ends the game with the penalty."""
         if self.done:
             raise RuntimeError("step() called on a finished game; call reset() first")
-        move = self.match(action)
+        too_long = oversized_reason(action)
+        move = None if too_long else self.match(action)
         self.turn += 1
         self._obs = None
         if move is None:
-            reason = self.invalid_reason(action)
+            reason = too_long or self.invalid_reason(action)
             self._end_invalid(reason)
             return True, {"invalid_move": True, "reason": reason}
         self.apply(move)

@@ -12,7 +12,7 @@ import re
 
 from runkit.errors import UserError
 from spiral.games.base import TRAIN_PENALTY, Env, InvalidPenalty
-from spiral.games.core import as_penalty
+from spiral.games.core import as_penalty, oversized_reason
 from spiral.prompting import PARSE_MODES, answer_region
 
 _QUOTED_TOKEN = re.compile(r"'(\[[^\[\]']{1,40}\])'")
@@ -105,11 +105,12 @@ class TextArenaEnv(Env):
         if self.done:
             raise RuntimeError("step() called on a finished game; call reset() first")
         player = self.get_observation()[0]
-        ta_action = self._to_ta_action(action)
+        too_long = oversized_reason(action)
+        ta_action = None if too_long else self._to_ta_action(action)
         self.turn += 1
         self._obs = None
         if ta_action is None:
-            reason = "no \\boxed{} answer in the response"
+            reason = too_long or "no \\boxed{} answer in the response"
             self._end_invalid(player, reason)
             return True, {"invalid_move": True, "reason": reason}
         done, _ = self._env.step(ta_action)

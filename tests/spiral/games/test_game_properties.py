@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spiral.games import make
+from spiral.games.core import MAX_ACTION_CHARS
 
 GAMES = ["TicTacToe-v0", "KuhnPoker-v1", "KuhnPoker-v2", "SimpleNegotiation-v1"]
 TRICKY = [
@@ -123,3 +124,17 @@ def test_negotiation_observation_never_depends_on_the_opponents_values(seed: int
             action = rng.choice(base.legal_actions())
             base.step(action)
             other.step(action)
+
+
+@pytest.mark.parametrize("env_id", GAMES)
+def test_a_reply_past_the_length_cap_is_an_invalid_move_with_its_reason(env_id: str) -> None:
+    env = make(env_id)
+    env.reset(seed=0)
+    legal = env.legal_actions()[0]
+    done, info = env.step("x" * MAX_ACTION_CHARS + f"\\boxed{{{legal}}}")
+    assert done and info["invalid_move"]
+    assert f"a move may be at most {MAX_ACTION_CHARS:,}" in info["reason"]
+    # Just under the cap, the same move is taken.
+    env.reset(seed=0)
+    done, info = env.step("x" * (MAX_ACTION_CHARS - 40) + f"\\boxed{{{legal}}}")
+    assert not info.get("invalid_move")
