@@ -6,8 +6,12 @@ the Authorization header and never appears in repr(), logs or error messages.
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import os
+import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -22,10 +26,118 @@ SYSTEM_PROMPT = (
     "your final action in \\boxed{}, for example \\boxed{[bet]}."
 )
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+MAX_REPLY_BYTES = 4 * 2**20  # a chat completion of a few thousand tokens is tens of KB
+_CHUNK = 64 * 1024
 
 
 class ApiError(UserError):
     """The endpoint failed after all retries or rejected the request."""
+
+
+class _Deadline:
+    """One request's time limit: when it passes, every connection the request opened is shut down.
+
+    A socket timeout bounds each read only; a server that sends a byte every few seconds would otherwise hold
+    the request open for as long as it likes.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._timer.cancel()
+
+    def connection(self, cls: type[http.client.HTTPConnection]):
+        """A factory for urllib's do_open whose connections report their socket once connected.
+
+        (urllib drops the connection's own reference to the socket once the headers are read; the response
+        keeps the socket open, so shutting it down still ends a body that is being read.)
+        """
+
+        def make(host: str, **kwargs) -> http.client.HTTPConnection:
+            conn = cls(host, **kwargs)
+            connect = conn.connect
+
+            def connect_and_watch() -> None:
+                connect()
+                with self._lock:
+                    self._sockets.append(conn.sock)
+                    if self.expired:
+                        _shutdown(conn.sock)
+
+            conn.connect = connect_and_watch
+            return conn
+
+        return make
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                _shutdown(sock)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    """End both directions of a connection; a blocked read returns at once."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class _WatchedHTTP(urllib.request.HTTPHandler):
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self.deadline = deadline
+
+    def http_open(self, req):
+        return self.do_open(self.deadline.connection(http.client.HTTPConnection), req)
+
+
+class _WatchedHTTPS(urllib.request.HTTPSHandler):
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self.deadline = deadline
+
+    def https_open(self, req):
+        return self.do_open(self.deadline.connection(http.client.HTTPSConnection), req, context=self._context)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Redirects are not followed: urllib would resend the Authorization header to wherever they point."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+def reply_content(payload: object, base_url: str) -> str:
+    """choices[0].message.content of a decoded chat-completions reply; ApiError naming what is missing."""
+    where = "the reply"
+    try:
+        if not isinstance(payload, dict):
+            raise TypeError(f"{where} is a JSON {type(payload).__name__}, not an object")
+        choices = payload.get("choices")
+        where = "choices"
+        if not isinstance(choices, list) or not choices:
+            raise TypeError(f"{where} is missing or empty")
+        message = choices[0].get("message") if isinstance(choices[0], dict) else None
+        where = "choices[0].message"
+        if not isinstance(message, dict):
+            raise TypeError(f"{where} is missing or not an object")
+        content = message.get("content")
+        if content is None:
+            return ""
+        if not isinstance(content, str):
+            raise TypeError(f"{where}.content is a JSON {type(content).__name__}, not a string")
+    except TypeError as e:
+        raise ApiError(f"{base_url} answered with an unexpected reply: {e}") from None
+    return content
 
 
 class ApiAgent(Agent):
@@ -44,6 +156,7 @@ class ApiAgent(Agent):
         retries: int = 3,
         backoff: float = 1.0,
         system_prompt: str = SYSTEM_PROMPT,
+        max_reply_bytes: int = MAX_REPLY_BYTES,
     ) -> None:
         self.model = model
         self.base_url = base_url.rstrip("/")
@@ -52,6 +165,7 @@ class ApiAgent(Agent):
         self.temperature, self.top_p, self.max_tokens = temperature, top_p, max_tokens
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
         self.system_prompt = system_prompt
+        self.max_reply_bytes = max_reply_bytes
         self.name = f"api:{model}"
         self.last_reply = ""
 
@@ -79,29 +193,39 @@ class ApiAgent(Agent):
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
+            deadline = _Deadline(self.timeout)
             try:
-                return self._post(body)
+                with deadline:
+                    raw = self._post(body, deadline)
             except urllib.error.HTTPError as e:
                 last = f"HTTP {e.code} {e.reason}"
+                if 300 <= e.code < 400:
+                    raise ApiError(
+                        f"{self.base_url} answered with a redirect (HTTP {e.code}), which is not followed "
+                        "(it would carry the API key elsewhere); give the final address as BASE_URL"
+                    ) from None
                 if e.code in (401, 403):
                     raise ApiError(
                         f"{self.base_url} refused the API key (HTTP {e.code}); check ${self.key_env}"
                     ) from None
                 if e.code not in _RETRY_STATUS:
                     raise ApiError(f"{self.base_url} rejected the request: {last}") from None
-            except TimeoutError:
+                continue
+            except (OSError, http.client.HTTPException) as e:  # URLError, timeouts, resets, broken replies
+                reason = e.reason if isinstance(e, urllib.error.URLError) else e
+                if deadline.expired or isinstance(reason, TimeoutError):
+                    last = f"timed out after {self.timeout:g} s"
+                else:
+                    last = f"connection failed ({type(reason).__name__})"
+                continue
+            if deadline.expired:  # the shutdown can look like a clean end of the body
                 last = f"timed out after {self.timeout:g} s"
-            except urllib.error.URLError as e:
-                timed_out = isinstance(e.reason, TimeoutError)
-                last = (
-                    f"timed out after {self.timeout:g} s"
-                    if timed_out
-                    else f"connection failed ({type(e.reason).__name__})"
-                )
+                continue
+            return self._decode(raw)
         raise ApiError(f"request to {self.base_url} failed after {self.retries + 1} attempts: {last}")
 
-    def _post(self, body: dict) -> str:
-        """POST to /chat/completions and return the first choice's text."""
+    def _post(self, body: dict, deadline: _Deadline) -> bytes:
+        """POST to /chat/completions and return the reply body, at most max_reply_bytes of it."""
         headers = {"Content-Type": "application/json"}
         if self._key:
             headers["Authorization"] = f"Bearer {self._key}"
@@ -111,9 +235,28 @@ class ApiAgent(Agent):
             headers=headers,
             method="POST",
         )
-        with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-            raw = resp.read()
+        opener = urllib.request.build_opener(_WatchedHTTP(deadline), _WatchedHTTPS(deadline), _NoRedirect())
+        with opener.open(req, timeout=self.timeout) as resp:
+            declared = resp.headers.get("Content-Length")
+            if declared is not None and declared.strip().isdigit() and int(declared) > self.max_reply_bytes:
+                raise self._too_large(f"declares {int(declared):,} bytes")
+            chunks, size = [], 0
+            while chunk := resp.read1(_CHUNK):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > self.max_reply_bytes:
+                    raise self._too_large(f"sent more than {self.max_reply_bytes:,} bytes")
+        return b"".join(chunks)
+
+    def _too_large(self, what: str) -> ApiError:
+        return ApiError(
+            f"{self.base_url}'s reply {what}; the limit is {self.max_reply_bytes:,} (max_reply_bytes)"
+        )
+
+    def _decode(self, raw: bytes) -> str:
+        """The first choice's text of a reply body."""
         try:
-            return json.loads(raw.decode("utf-8"))["choices"][0]["message"]["content"] or ""
-        except (ValueError, KeyError, IndexError, TypeError):
-            raise ApiError(f"{self.base_url} answered without choices[0].message.content") from None
+            payload = json.loads(raw.decode("utf-8"))
+        except (ValueError, RecursionError):
+            raise ApiError(f"{self.base_url} answered with something that is not UTF-8 JSON") from None
+        return reply_content(payload, self.base_url)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -30,6 +31,10 @@ class _Server:
                     {"path": self.path, "auth": self.headers.get("Authorization"), "body": body}
                 )
                 kind, value = outer.script.pop(0) if outer.script else (200, "\\boxed{bet}")
+                if kind == "custom":  # value(handler) writes the whole response itself
+                    with contextlib.suppress(OSError):  # OSError: the client gave up
+                        value(self)
+                    return
                 if kind == "sleep":
                     time.sleep(value)
                     kind, value = 200, "\\boxed{bet}"
@@ -124,3 +129,105 @@ def test_connection_refused_is_an_api_error() -> None:
     with pytest.raises(ApiError, match="connection failed|timed out") as err:
         agent.act("obs", ["[bet]"])
     assert KEY not in str(err.value)
+
+
+def _send_slowly(data: bytes, every: float) -> Callable[[BaseHTTPRequestHandler], None]:
+    def write(handler: BaseHTTPRequestHandler) -> None:
+        for i in range(len(data)):
+            handler.wfile.write(data[i : i + 1])
+            handler.wfile.flush()
+            time.sleep(every)
+
+    return write
+
+
+def _ok_body(content: object = "\\boxed{bet}") -> bytes:
+    return json.dumps({"choices": [{"message": {"content": content}}]}).encode()
+
+
+def _response(body: bytes, headers: dict[str, str] | None = None) -> bytes:
+    lines = ["HTTP/1.1 200 OK", "Content-Type: application/json", "Connection: close"]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+@pytest.mark.parametrize("slow_part", ["headers", "body"])
+def test_the_timeout_bounds_the_whole_request_not_each_read(server: _Server, slow_part: str) -> None:
+    # One byte every 0.1 s: each read is quick, the whole reply would take over 6 s.
+    body = _ok_body()
+    if slow_part == "headers":
+        head = _response(b"")
+        write = lambda h: (_send_slowly(head, 0.1)(h), h.wfile.write(body))  # noqa: E731
+    else:
+        head = _response(b"", {"Content-Length": str(len(body))})
+        write = lambda h: (h.wfile.write(head), _send_slowly(body, 0.1)(h))  # noqa: E731
+    server.script = [("custom", write)]
+    with pytest.raises(ApiError, match="failed after 1 attempts: timed out after 0.5 s"):
+        _agent(server, timeout=0.5, retries=0).act("obs", ["[bet]"])
+
+
+def test_a_reply_over_the_size_cap_is_refused(server: _Server) -> None:
+    big = _ok_body("\\boxed{bet}" + " " * (5 * 2**20))  # 5 MB, no Content-Length: read until the cap
+    server.script = [("custom", lambda h: h.wfile.write(_response(big)))]
+    with pytest.raises(ApiError, match="sent more than 4,194,304 bytes; the limit is 4,194,304"):
+        _agent(server, retries=0).act("obs", ["[bet]"])
+
+
+def test_a_declared_length_over_the_cap_is_refused_before_reading(server: _Server) -> None:
+    head = _response(b"", {"Content-Length": "300000000"})
+    server.script = [("custom", lambda h: h.wfile.write(head + b'{"choices"'))]
+    with pytest.raises(ApiError, match="declares 300,000,000 bytes"):
+        _agent(server, retries=0, max_reply_bytes=1000).act("obs", ["[bet]"])
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (_ok_body(42), r"choices\[0\]\.message\.content is a JSON int, not a string"),
+        (json.dumps({"choices": []}).encode(), "choices is missing or empty"),
+        (json.dumps({"choices": [{"message": "hi"}]}).encode(), r"choices\[0\]\.message is missing"),
+        (json.dumps({"choices": ["x"]}).encode(), r"choices\[0\]\.message is missing"),
+        (b"[1, 2]", "the reply is a JSON list, not an object"),
+        (b"\xff\xfe", "not UTF-8 JSON"),
+        (b"[" * 200_000, "not UTF-8 JSON"),  # nesting deeper than the JSON decoder's recursion
+    ],
+)
+def test_a_reply_of_the_wrong_shape_is_one_clear_error(server: _Server, body: bytes, message: str) -> None:
+    server.script = [("custom", lambda h: h.wfile.write(_response(body, {"Content-Length": str(len(body))})))]
+    with pytest.raises(ApiError, match=message) as err:
+        _agent(server, retries=0).act("obs", ["[bet]"])
+    assert "\n" not in str(err.value)
+
+
+def test_null_content_is_an_empty_reply(server: _Server) -> None:
+    body = _ok_body(None)
+    server.script = [("custom", lambda h: h.wfile.write(_response(body, {"Content-Length": str(len(body))})))]
+    assert _agent(server, retries=0).complete("obs") == ""
+
+
+@pytest.mark.parametrize(
+    ("raw", "name"), [(b"NOT HTTP AT ALL\r\n\r\n", "BadStatusLine"), (b"", "RemoteDisconnected")]
+)
+def test_a_broken_or_dropped_reply_is_retried_then_one_error(server: _Server, raw: bytes, name: str) -> None:
+    server.script = [("custom", lambda h: h.wfile.write(raw))] * 2
+    with pytest.raises(ApiError, match=f"failed after 2 attempts: connection failed \\({name}\\)"):
+        _agent(server, retries=1).act("obs", ["[bet]"])
+    assert len(server.requests) == 2
+
+
+def test_a_redirect_is_not_followed_and_the_key_stays_home(server: _Server) -> None:
+    elsewhere = _Server()
+    thread = threading.Thread(
+        target=elsewhere.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+    )
+    thread.start()
+    try:
+        head = _response(b"", {"Location": f"{elsewhere.url}/chat/completions", "Content-Length": "0"})
+        redirect = head.replace(b"200 OK", b"307 Temporary Redirect")
+        server.script = [("custom", lambda h: h.wfile.write(redirect))]
+        with pytest.raises(ApiError, match="redirect \\(HTTP 307\\), which is not followed"):
+            _agent(server, retries=0).act("obs", ["[bet]"])
+        assert elsewhere.requests == []
+    finally:
+        elsewhere.httpd.shutdown()
+        elsewhere.httpd.server_close()
