@@ -149,10 +149,9 @@ def reasoning_table(summary: dict[str, Any]) -> str:
             "response tokens": s.get("mean_response_tokens") or "", "s/item": s.get("seconds_per_item", ""),
         })  # fmt: skip
     cfg = summary.get("config", {})
-    head = (
-        f"<p>model <code>{html.escape(str(cfg.get('model')))}</code>, {summary.get('samples_per_item')} samples "
-        f"per item, temperature {cfg.get('temperature')}, top-p {cfg.get('top_p')}</p>"
-    )
+    model, samples = html.escape(str(cfg.get("model"))), html.escape(str(summary.get("samples_per_item")))
+    temperature, top_p = html.escape(str(cfg.get("temperature"))), html.escape(str(cfg.get("top_p")))
+    head = f"<p>model <code>{model}</code>, {samples} samples per item, temperature {temperature}, top-p {top_p}</p>"
     return head + table_html(rows)
 
 

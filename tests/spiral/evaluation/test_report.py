@@ -218,3 +218,28 @@ def test_phase_markdown_lists_each_phase_seat_with_intervals_and_training_time(t
     bare = make_run(tmp_path / "x")  # its only evaluation is eval/games, no phase folders
     assert main(["report", str(bare), "--markdown", str(tmp_path / "none.md")]) == 2
     assert not (tmp_path / "none.md").exists()
+
+
+def test_every_value_read_from_a_file_is_escaped(tmp_path):
+    evil = "<script>alert(1)</script>"
+    run = make_run(tmp_path)
+    (run / "config.json").write_text(json.dumps({"kind": "spiral", "model": {"name": evil}, evil: evil}))
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write("\n" + json.dumps({"step": 7, f"eval/{evil}/x/win_rate": evil, "rollout/note": evil}) + "\n")
+    summary = run / "eval" / "reasoning" / "champ" / "summary.json"
+    s = json.loads(summary.read_text())
+    s.update(samples_per_item=evil, config={"model": evil, "temperature": evil, "top_p": evil})
+    s["tasks"] = {
+        evil: {**s["tasks"]["Combinatorics"], "mean_response_tokens": evil, "seconds_per_item": evil}
+    }
+    summary.write_text(json.dumps(s))
+    games = run / "eval" / "games" / "summary.json"
+    g = json.loads(games.read_text())
+    g["results"] = {evil: {"all": {**g["results"]["KuhnPoker-v1 vs random"]["all"], "turns": evil}}}
+    games.write_text(json.dumps(g))
+    record = {"env_id": evil, "opponent": evil, "seat": evil, "outcome": evil, "reason": evil, "step": evil,
+              "transcript": [{"agent": evil, "observation": evil, "response": evil, "invalid": evil}, evil]}  # fmt: skip
+    (run / "eval" / "games" / "transcripts.jsonl").write_text(json.dumps(record) + "\n")
+    text = build_report(run).read_text(encoding="utf-8")
+    assert "<script" not in text and "&lt;script&gt;" in text
+    parse(run / "report.html")
