@@ -8,9 +8,12 @@ update (`Kernels.pack`, `PackedLinear`; the engine uses it where `gemm_wanted()`
 machine's CPU (-march=native) into a cache folder (`$SPIRAL_NATIVE_CACHE`, else ~/.cache/spiral/native), keyed
 by the source, the flags, the compiler's version and the CPU's feature flags, so a cache shared between machines
 never hands one a binary built for another. The build writes to a temporary file and renames it (atomic); it
-takes about 20 s once per machine. Without a compiler `load()` returns None and the engine keeps its torch
-decode step (the same computation: fp32 log-probs agree within 1e-4; slower); `SPIRAL_NATIVE=0` turns the
-kernels off.
+takes about 20 s once per machine. The build records the library's SHA-256 beside it (`.so.sha256`); a cached
+library is loaded only when that hash matches and the file, its record and its folder belong to this user and
+no one else can write to them (a library's constructor runs as soon as it is loaded, before any check of its
+own). A damaged, replaced or stale library is rebuilt with one line on stderr; a cache folder others can write
+to keeps the kernels off. Without a compiler `load()` returns None and the engine keeps its torch decode step
+(the same computation: fp32 log-probs agree within 1e-4; slower); `SPIRAL_NATIVE=0` turns the kernels off.
 
 The library links libgomp.so.1 (OpenMP), which the dynamic loader resolves to the copy torch has already
 loaded: the kernels share torch's thread pool and its thread count (`torch.set_num_threads`).
@@ -22,6 +25,7 @@ import ctypes
 import hashlib
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -40,6 +44,7 @@ GROUPS = (1, 2, 3, 4, 6, 8)  # query heads per KV head
 _lib: Kernels | None = None
 _tried = False
 error: str | None = None  # why the kernels are unavailable (after a failed load)
+_opened: set[str] = set()  # library paths this process has handed to the dynamic loader
 
 
 def _compiler() -> str | None:
@@ -67,26 +72,86 @@ def _cache_dir() -> Path:
     return Path(root) if root else Path.home() / ".cache" / "spiral" / "native"
 
 
-def build(cxx: str, extra: list[str] | None = None) -> Path:
-    """Compile the kernels (or find them in the cache); the path of the shared library.
+def _uid() -> int:
+    return os.geteuid()
 
-    `extra` compiler flags come after the defaults (default: `$SPIRAL_NATIVE_FLAGS`, split on spaces), e.g.
-    `-mno-avx512bf16` for the portable bf16 code path or `-march=x86-64-v3` for a binary older CPUs can run.
-    """
-    flags = FLAGS + (os.environ.get("SPIRAL_NATIVE_FLAGS", "").split() if extra is None else list(extra))
+
+def _private_folder(folder: Path) -> None:
+    """Create `folder` (mode 700) if needed; RuntimeError unless only this user (or root, above it) can change it."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder = folder.resolve()
+    fix = f"; set SPIRAL_NATIVE_CACHE to a folder only you can write to (or chmod go-w {folder})"
+    st = folder.stat()
+    if st.st_uid != _uid():
+        raise RuntimeError(f"the kernel cache {folder} belongs to uid {st.st_uid}, not to you{fix}")
+    if st.st_mode & 0o022:
+        raise RuntimeError(
+            f"the kernel cache {folder} is writable by others (mode {st.st_mode & 0o777:o}){fix}"
+        )
+    for parent in folder.parents:  # others must not be able to swap the folder for their own
+        st = parent.stat()
+        shared = st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX
+        if st.st_uid not in (0, _uid()) or shared:
+            raise RuntimeError(f"the kernel cache {folder} is inside {parent}, which others can change{fix}")
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _record(library: Path) -> Path:
+    """The file holding the SHA-256 the build recorded for `library`."""
+    return library.with_name(library.name + ".sha256")
+
+
+def _untrusted(library: Path) -> str | None:
+    """Why the cached `library` must not be loaded (missing, not this user's, writable by others, not the file
+    that was built), or None when it may be."""
+    if not library.exists() and not library.is_symlink():
+        return "missing"
+    for path in (library, _record(library)):
+        try:
+            st = path.lstat()
+        except OSError:
+            return f"{library} has no recorded hash"
+        if not stat.S_ISREG(st.st_mode):
+            return f"{path} is not a regular file"
+        if st.st_uid != _uid():
+            return f"{path} belongs to uid {st.st_uid}"
+        if st.st_mode & 0o022:
+            return f"{path} is writable by others"
+    if _digest(library.read_bytes()).encode() != _record(library).read_bytes().strip():
+        return f"{library} does not match the hash recorded when it was built (damaged or replaced)"
+    return None
+
+
+def library_path(cxx: str, flags: list[str]) -> Path:
+    """Where the cache keeps the kernels built by `cxx` with `flags` on this machine."""
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False).stdout
     key = hashlib.sha256(
         "\0".join([SOURCE.read_text(), " ".join(flags), version, _cpu_flags(), sys.platform]).encode()
     ).hexdigest()[:16]
-    out = _cache_dir() / f"spiral_decode_{key}.so"
-    if out.exists():
+    return _cache_dir() / f"spiral_decode_{key}.so"
+
+
+def build(cxx: str, extra: list[str] | None = None, stale: str | None = None) -> Path:
+    """Compile the kernels (or find them, verified, in the cache); the path of the shared library.
+
+    `extra` compiler flags come after the defaults (default: `$SPIRAL_NATIVE_FLAGS`, split on spaces), e.g.
+    `-mno-avx512bf16` for the portable bf16 code path or `-march=x86-64-v3` for a binary older CPUs can run.
+    `stale`: why the cached library, though verified, cannot be used (it is rebuilt).
+    """
+    flags = FLAGS + (os.environ.get("SPIRAL_NATIVE_FLAGS", "").split() if extra is None else list(extra))
+    out = library_path(cxx, flags)
+    _private_folder(out.parent)
+    problem = stale or _untrusted(out)
+    if problem is None:
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    print(
-        f"spiral: compiling the native decode kernels into {out} (once per machine)",
-        file=sys.stderr,
-        flush=True,
-    )
+    if problem == "missing":
+        line = f"compiling the native decode kernels into {out} (once per machine)"
+    else:
+        line = f"{problem}; compiling the native decode kernels again"
+    print(f"spiral: {line}", file=sys.stderr, flush=True)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
     os.close(fd)
     try:
@@ -95,11 +160,41 @@ def build(cxx: str, extra: list[str] | None = None) -> Path:
         )
         if proc.returncode != 0:
             raise RuntimeError(f"{cxx} failed: {proc.stderr.strip()[-2000:]}")
+        os.chmod(tmp, 0o755)
+        _write_atomic(_record(out), _digest(Path(tmp).read_bytes()) + "\n")
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return out
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file and a rename (mode 644)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _open(path: Path) -> Kernels:
+    """Kernels from `path`. A path this process loaded before goes through a fresh copy: the dynamic loader
+    hands back the library it already holds under that name, so a rebuilt file would not be seen."""
+    if str(path) not in _opened:
+        _opened.add(str(path))
+        return Kernels(path)
+    fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".so", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(path.read_bytes())
+        return Kernels(Path(tmp))
+    finally:
+        os.unlink(tmp)
 
 
 def gemm_wanted() -> bool:
@@ -127,6 +222,17 @@ class Kernels:
 
     def __init__(self, path: Path) -> None:
         lib = ctypes.CDLL(str(path))
+        try:
+            self._bind(lib, path)
+        except AttributeError as e:  # a symbol is missing: ctypes names it
+            raise RuntimeError(f"{path} lacks a kernel ({e})") from None
+        self.lib = lib
+        # the packed bf16 matmul (decode.cpp gemm_bf16) is built only with AVX512-BF16; see also gemm_wanted()
+        self.has_gemm = bool(lib.spiral_has_gemm())
+
+    @staticmethod
+    def _bind(lib: ctypes.CDLL, path: Path) -> None:
+        """Check the ABI version and declare every entry point's signature."""
         if lib.spiral_abi_version() != ABI:
             raise RuntimeError(f"{path} has ABI {lib.spiral_abi_version()}, expected {ABI}")
         P, I, F = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
@@ -144,9 +250,6 @@ class Kernels:
         lib.spiral_pack_bf16.restype = None
         lib.spiral_gemm_bf16.argtypes = [P, P, P, I, I, I]
         lib.spiral_gemm_bf16.restype = I
-        self.lib = lib
-        # the packed bf16 matmul (decode.cpp gemm_bf16) is built only with AVX512-BF16; see also gemm_wanted()
-        self.has_gemm = bool(lib.spiral_has_gemm())
 
     def pack(self, w: torch.Tensor) -> PackedLinear | None:
         """`w` (out, in) bf16 packed for `linear`; None where the packed matmul does not apply (no AVX512-BF16
@@ -270,10 +373,9 @@ def load() -> Kernels | None:
     try:
         path = build(cxx)
         try:
-            _lib = Kernels(path)
-        except (OSError, RuntimeError):  # a damaged or stale file in the cache: rebuild it once
-            path.unlink(missing_ok=True)
-            _lib = Kernels(build(cxx))
+            _lib = _open(path)
+        except (OSError, RuntimeError) as e:  # a stale or damaged file in the cache: rebuild it once
+            _lib = _open(build(cxx, stale=(str(e).splitlines() or [type(e).__name__])[0]))
     except (OSError, RuntimeError) as e:
         error = str(e)
         _lib = None
