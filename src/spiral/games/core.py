@@ -22,6 +22,13 @@ def oversized_reason(action: str) -> str | None:
     return f"the response is {len(action):,} characters; a move may be at most {MAX_ACTION_CHARS:,}"
 
 
+def int_option(env_id: str, name: str, value: object, low: int, high: int) -> int:
+    """A game option that must be an integer in [low, high]; UserError naming the range otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise UserError(f"{env_id}: {name} must be an integer from {low} to {high}, got {value!r}")
+    return value
+
+
 def as_penalty(value: InvalidPenalty | tuple[float, float] | str) -> InvalidPenalty:
     """Accept an InvalidPenalty, an (offender, opponent) pair or the names 'train' / 'eval'."""
     if isinstance(value, InvalidPenalty):

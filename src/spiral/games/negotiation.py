@@ -7,12 +7,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from runkit.errors import UserError
-from spiral.games.core import TextGame
+from spiral.games.core import TextGame, int_option
 from spiral.prompting import answer_region
 
 RESOURCES = ("Wood", "Gold")
 DEFAULT_VALUES = ((5, 15), (15, 5))  # player 0 values Wood 5, Gold 15; player 1 the opposite
 ACCEPT, DENY = "[Accept]", "[Deny]"
+# Option ranges: a player may offer any amounts up to both inventories, so the legal actions grow as start^2
+# (start 50: up to 10,000 offers); the history in every observation grows with max_turns.
+MAX_START, MAX_TURNS, MAX_VALUE = 50, 100, 1000
 
 _TOKEN = re.compile(r"\[\s*(accept|deny|offer\b[^\[\]]*)\]", re.IGNORECASE)
 _BARE = re.compile(r"^\s*(accept|deny|offer\s*:.*)$", re.IGNORECASE | re.DOTALL)
@@ -78,11 +81,15 @@ class SimpleNegotiation(TextGame):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        if max_turns < 1 or start < 0:
-            raise UserError(f"{self.env_id}: need max_turns >= 1 and start >= 0, got {max_turns} and {start}")
-        self.max_turns = max_turns
-        self.start = start
-        self.values = (tuple(values[0]), tuple(values[1]))
+        self.max_turns = int_option(self.env_id, "max_turns", max_turns, 1, MAX_TURNS)
+        self.start = int_option(self.env_id, "start", start, 0, MAX_START)
+        if not (isinstance(values, (list, tuple)) and len(values) == 2) or not all(
+            isinstance(v, (list, tuple)) and len(v) == 2 for v in values
+        ):
+            raise UserError(f"{self.env_id}: values must be two [Wood, Gold] pairs, got {values!r}")
+        self.values = tuple(
+            tuple(int_option(self.env_id, "each value", x, 0, MAX_VALUE) for x in v) for v in values
+        )
 
     def new_game(self) -> None:
         """Equal inventories, no pending offer."""

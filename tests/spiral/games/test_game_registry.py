@@ -44,12 +44,48 @@ def test_bad_options_are_user_errors() -> None:
         make("TicTacToe-v0", parse_mode="fuzzy")
     with pytest.raises(UserError, match="invalid_penalty"):
         make("TicTacToe-v0", invalid_penalty="harsh")
-    with pytest.raises(UserError, match="rounds must be >= 1"):
+    with pytest.raises(UserError, match="rounds must be an integer from 1"):
         make("KuhnPoker-v2", rounds=0)
     with pytest.raises(UserError, match="max_turns"):
         make("SimpleNegotiation-v1", max_turns=0)
     with pytest.raises(UserError, match="num_players"):
         make("TicTacToe-v0").reset(num_players=3)
+
+
+@pytest.mark.parametrize(
+    ("env_id", "options", "message"),
+    [
+        ("KuhnPoker-v2", {"rounds": 3_000_000}, "rounds must be an integer from 1 to 100, got 3000000"),
+        ("KuhnPoker-v1", {"rounds": "5"}, "rounds must be an integer from 1 to 100, got '5'"),
+        ("KuhnPoker-v2", {"rounds": 2.5}, "rounds must be an integer"),
+        ("KuhnPoker-v2", {"rounds": True}, "rounds must be an integer"),
+        ("SimpleNegotiation-v1", {"start": 1000}, "start must be an integer from 0 to 50, got 1000"),
+        ("SimpleNegotiation-v1", {"start": -1}, "start must be an integer from 0 to 50"),
+        ("SimpleNegotiation-v1", {"start": "10"}, "start must be an integer"),
+        ("SimpleNegotiation-v1", {"max_turns": 10**9}, "max_turns must be an integer from 1 to 100"),
+        ("SimpleNegotiation-v1", {"values": [[5, 15]]}, "values must be two \\[Wood, Gold\\] pairs"),
+        ("SimpleNegotiation-v1", {"values": 7}, "values must be two"),
+        (
+            "SimpleNegotiation-v1",
+            {"values": [[5, -1], [1, 1]]},
+            "each value must be an integer from 0 to 1000",
+        ),
+        ("SimpleNegotiation-v1", {"values": [[5, "x"], [1, 1]]}, "each value must be an integer"),
+    ],
+)
+def test_game_options_out_of_range_are_one_line_errors(env_id: str, options: dict, message: str) -> None:
+    with pytest.raises(UserError, match=message) as err:
+        make(env_id, **options)
+    assert "\n" not in str(err.value) and env_id in str(err.value)
+
+
+def test_game_options_at_their_bounds_are_accepted() -> None:
+    kuhn = make("KuhnPoker-v2", rounds=100)
+    kuhn.reset(seed=0)
+    neg = make("SimpleNegotiation-v1", start=50, max_turns=100, values=[[0, 1000], [1000, 0]])
+    neg.reset(seed=0)
+    assert kuhn.max_turns == 300 and neg.values == ((0, 1000), (1000, 0))
+    assert len(neg.legal_actions()) == 1 + 2 * 50 * 50  # [Deny] and every offer
 
 
 def test_register_callable_and_path(monkeypatch: pytest.MonkeyPatch) -> None:
