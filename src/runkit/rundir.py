@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -49,16 +51,44 @@ class RunDir:
         return read_json(self.config)
 
 
-def create_run_dir(path: str | Path, config: dict[str, Any], kind: str) -> RunDir:
-    """Make a new run folder and write its resolved config; refuses to overwrite a run that has checkpoints."""
+def is_run_of(path: str | Path, kind: str) -> bool:
+    """Whether `path` holds a run folder of `kind`: a config.json object with that kind."""
+    try:
+        cfg = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(cfg, dict) and cfg.get("kind") == kind
+
+
+def create_run_dir(path: str | Path, config: dict[str, Any], kind: str, force: bool = False) -> RunDir:
+    """Make a new run folder and write its resolved config.
+
+    Refuses a run that has checkpoints (resume it instead), a file, and unless `force` a non-empty folder that
+    is not a run of `kind` (its config.json, metrics.jsonl, report.html would be overwritten).
+    """
     run = RunDir(Path(path))
+    if run.path.exists() and not run.path.is_dir():
+        raise UserError(f"{run.path} is a file, not a folder; choose another --out")
     if run.latest_checkpoint() is not None:
         raise UserError(
             f"{run.path} already holds a run; pass --resume {run.path} to continue it or choose another --out"
         )
-    for d in (run.path, run.checkpoints, run.plots):
-        d.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run.config, {"kind": kind, **config})
+    if not force and run.path.is_dir() and not is_run_of(run.path, kind):
+        names = sorted(p.name for p in islice(run.path.iterdir(), 50))
+        if names:
+            shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+            raise UserError(
+                f"{run.path} is not empty and not a {kind} run (it holds {shown}); choose another --out, or pass "
+                "--force to write the run into it"
+            )
+    try:
+        for d in (run.path, run.checkpoints, run.plots):
+            d.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run.config, {"kind": kind, **config})
+    except OSError as e:
+        raise UserError(
+            f"cannot create the run folder {run.path}: {e.strerror or e}; choose another --out"
+        ) from None
     return run
 
 

@@ -48,7 +48,7 @@ class DemoRun:
 
 def run_one(name: str, settings: dict, root: Path, progress: bool, eval_n: int | None = None) -> DemoRun:
     """Train, evaluate, plot and write the report of one demo run."""
-    from runkit.rundir import create_run_dir
+    from runkit.rundir import create_run_dir, is_run_of
     from transition_matching.config import make_config, resolve
     from transition_matching.evaluation import evaluate, write_eval
     from transition_matching.report import make_plots, write_run_report
@@ -60,7 +60,8 @@ def run_one(name: str, settings: dict, root: Path, progress: bool, eval_n: int |
     data = load_training_data(cfg)
     cfg = resolve(cfg, data.n_tokens)
     path = root / name
-    shutil.rmtree(path, ignore_errors=True)
+    if is_run_of(path, "tm"):  # an earlier demo run is replaced; any other non-empty folder is refused
+        shutil.rmtree(path, ignore_errors=True)
     run = create_run_dir(path, config_dict(cfg), kind="tm")
     result = train(cfg, run, progress=progress, data=data)
     loaded = load_run(path)

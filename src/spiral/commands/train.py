@@ -36,6 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="seed (run.seed)")
     parser.add_argument("--out", help="run folder (run.out)")
     parser.add_argument(
+        "--force",
+        action="store_true",
+        help="write the run into a non-empty --out folder that is not a spiral run",
+    )
+    parser.add_argument(
         "--model", help="smollm2-135m-instruct, tiny, tiny:CHARS or a model/run folder (model.name)"
     )
     parser.add_argument("--env", help="comma-separated game ids (rollout.env_ids)")
@@ -111,7 +116,8 @@ def resolve(args: argparse.Namespace, extra: list[str] | None = None):
     from spiral.trainer import check_settings
 
     check_settings(s)
-    return s, create_run_dir(s.run.out, s.to_dict(), kind="spiral"), False
+    run = create_run_dir(s.run.out, s.to_dict(), kind="spiral", force=getattr(args, "force", False))
+    return s, run, False
 
 
 def settings_help() -> str:

@@ -15,6 +15,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--preset", help="a preset name under configs/tm/ (e.g. dtm-2d) or a .toml path")
     parser.add_argument("--out", help="run folder [runs/tm/METHOD-DATA]")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="write the run into a non-empty --out folder that is not a tm run",
+    )
     parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its newest checkpoint")
     parser.add_argument("--nproc", type=int, default=1, help="processes (DDP with gloo via torchrun) [1]")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -35,6 +40,8 @@ def _argv(args: argparse.Namespace) -> list[str]:
             out += [f"--{name}", str(getattr(args, name))]
     if args.no_progress:
         out.append("--no-progress")
+    if args.force:
+        out.append("--force")
     for k, v in _overrides(args).items():
         out += [f"--{k.replace('_', '-')}", str(v)]
     return out
@@ -89,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         data = load_training_data(cfg)
         cfg = resolve(cfg, data.n_tokens)
         out = Path(args.out or f"runs/tm/{cfg.method}-{Path(cfg.data).stem}")
-        run_dir = create_run_dir(out, config_dict(cfg), kind="tm") if main else RunDir(out)
+        run_dir = create_run_dir(out, config_dict(cfg), kind="tm", force=args.force) if main else RunDir(out)
     result = train(cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress, data=data)
     if main:
         print(f"trained {cfg.method} on {cfg.data} to step {result.step} in {result.seconds:.1f} s "
