@@ -155,6 +155,33 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     return Checkpoint(path=path, state=unflatten_state(skeleton, tensors))
 
 
+def require_state(ckpt: Checkpoint, **parts: type | tuple[type, ...]) -> dict[str, Any]:
+    """The checkpoint's state, checked to hold each named part with its type (a step as an int, not text)."""
+    state = ckpt.state
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {ckpt.path} holds a {type(state).__name__}, not a state object")
+    for name, kind in parts.items():
+        if name not in state:
+            raise CheckpointError(
+                f"checkpoint {ckpt.path} has no {name!r}; it is damaged or from another program"
+            )
+        value = state[name]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise CheckpointError(f"checkpoint {ckpt.path}: {name!r} is {value!r:.60}, not of the type saved")
+    return state
+
+
+def load_into(target: Any, saved: Any, path: str | Path, what: str) -> None:
+    """`target.load_state_dict(saved)` (a module or an optimizer); a mismatch is a CheckpointError in one line."""
+    try:
+        target.load_state_dict(saved)
+    except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as e:
+        detail = " ".join(str(e).split())[:300]
+        raise CheckpointError(
+            f"checkpoint {path} does not fit this {what} (saved with other settings?): {detail}"
+        ) from None
+
+
 _STEP = re.compile(r"^step_(\d+)$")
 
 

@@ -12,16 +12,20 @@ from runkit.io import atomic_write_text
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """Read metrics.jsonl; a torn last line (a crash mid-write) is ignored."""
+    """Read metrics.jsonl: the JSON objects with a numeric step. A torn last line (a crash mid-write) and any
+    line that is not such an object (not UTF-8, not JSON, another value) are ignored."""
     path = Path(path)
     if not path.exists():
         return []
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_bytes().splitlines():
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
+            row = json.loads(line.decode("utf-8"))
+        except ValueError:  # UnicodeDecodeError and JSONDecodeError
             continue
+        step = row.get("step") if isinstance(row, dict) else None
+        if isinstance(step, (int, float)) and not isinstance(step, bool):
+            rows.append(row)
     return rows
 
 

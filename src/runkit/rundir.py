@@ -48,7 +48,17 @@ class RunDir:
         """The resolved config of this run."""
         if not self.config.exists():
             raise UserError(f"{self.path} is not a run folder (no config.json)")
-        return read_json(self.config)
+        try:
+            cfg = read_json(self.config)
+        except (OSError, ValueError) as e:  # ValueError: not UTF-8 or not JSON
+            raise UserError(
+                f"{self.config} cannot be read as JSON ({type(e).__name__}); restore or delete it"
+            ) from None
+        if not isinstance(cfg, dict):
+            raise UserError(
+                f"{self.config} holds a JSON {type(cfg).__name__}, not the settings object of a run"
+            )
+        return cfg
 
 
 def is_run_of(path: str | Path, kind: str) -> bool:

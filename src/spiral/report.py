@@ -11,6 +11,8 @@ import html
 import io
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -236,10 +238,10 @@ def transcript_records(run: Path) -> list[dict[str, Any]]:
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_bytes().splitlines():
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
+            row = json.loads(line.decode("utf-8"))
+        except ValueError:  # a torn line, or not UTF-8
             continue
         if isinstance(row, dict):
             out.append(row)
@@ -302,23 +304,36 @@ def phases_markdown(run_dir: str | Path) -> str:
         if not path.is_file():
             continue
         found = True
-        summary = json.loads(path.read_text(encoding="utf-8"))
-        for key, res in summary.get("results", {}).items():
-            for seat in ("seat0", "seat1", "all"):
-                b = res.get(seat, {})
-                if not b.get("games"):
-                    continue
-                lines.append(
-                    f"| {label} | {summary.get('step', '')} | {key} | {seat.replace('seat', '')} | {b['games']} | "
-                    f"{_pct_ci(b['win_rate'], b.get('win_ci'))} | {_pct_ci(b['invalid_rate'], b.get('invalid_ci'))} | "
-                    f"{b['mean_reward']:.3f} |"
-                )
+        with _summary_errors(path):
+            summary = json.loads(path.read_text(encoding="utf-8"))
+            for key, res in summary.get("results", {}).items():
+                for seat in ("seat0", "seat1", "all"):
+                    b = res.get(seat, {})
+                    if not b.get("games"):
+                        continue
+                    lines.append(
+                        f"| {label} | {summary.get('step', '')} | {key} | {seat.replace('seat', '')} | {b['games']} | "
+                        f"{_pct_ci(b['win_rate'], b.get('win_ci'))} | {_pct_ci(b['invalid_rate'], b.get('invalid_ci'))} | "
+                        f"{b['mean_reward']:.3f} |"
+                    )
     if not found:
         raise UserError(f"{run} has no eval/<phase>/summary.json; evaluate the run first")
     return "\n".join(lines) + "\n"
 
 
 # ---- the page ------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _summary_errors(path: Path) -> Iterator[None]:
+    """A summary.json of the wrong shape (a list, a missing rate, text for a number) as one UserError line."""
+    try:
+        yield
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as e:
+        what = f"no {e}" if isinstance(e, KeyError) else " ".join(str(e).split())[:120]
+        raise UserError(
+            f"{path} is not a summary this report can read ({what}); re-run its evaluation"
+        ) from None
 
 
 def _overview(run: Path, config: dict[str, Any], rows: list[dict[str, Any]]) -> str:
@@ -351,8 +366,12 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, transcripts
     if (run / "config.json").is_file():
         try:
             config = json.loads((run / "config.json").read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            raise UserError(f"{run / 'config.json'} is not valid JSON") from None
+        except ValueError:  # not JSON, or not UTF-8
+            raise UserError(f"{run / 'config.json'} is not valid UTF-8 JSON") from None
+        if not isinstance(config, dict):
+            raise UserError(
+                f"{run / 'config.json'} holds a JSON {type(config).__name__}, not a run's settings"
+            )
     rows = read_metrics(run / "metrics.jsonl")
     sections: list[tuple[str, str]] = [("Run", _overview(run, config, rows))]
 
@@ -371,13 +390,16 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, transcripts
     for path in summaries:
         try:
             s = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
+        except ValueError:  # not JSON (a torn write), or not UTF-8
             continue
         label = f"<h3>{html.escape(str(path.parent.relative_to(run)))}</h3>"
-        if s.get("kind") == "games":
-            games_html.append(label + games_table(s))
-        elif "suite" in s and "tasks" in s:
-            reasoning_html.append(label + reasoning_table(s))
+        with _summary_errors(path):
+            if not isinstance(s, dict):
+                raise TypeError(f"a JSON {type(s).__name__}, not an object")
+            if s.get("kind") == "games":
+                games_html.append(label + games_table(s))
+            elif "suite" in s and "tasks" in s:
+                reasoning_html.append(label + reasoning_table(s))
     if games_html:
         sections.append(("Game evaluation (spiral eval games)", "".join(games_html)))
 

@@ -97,7 +97,44 @@ def config_from_dict(values: dict[str, Any]) -> TrainConfig:
     unknown = sorted(set(values) - names - {"kind", "resolved"})
     if unknown:
         raise UserError(f"unknown settings {', '.join(unknown)}; see `tm train --help`")
-    return TrainConfig(**{k: v for k, v in values.items() if k in names})
+    cfg = TrainConfig(**{k: v for k, v in values.items() if k in names})
+    check_values(cfg)
+    return cfg
+
+
+# Lower bounds (inclusive) of the numeric settings; 0 means "auto" where the help says so.
+_AT_LEAST = {
+    "steps": 1, "batch_size": 1, "warmup": 0, "weight_decay": 0.0, "grad_clip": 0.0, "T": 1, "head_draws": 1,
+    "width": 0, "depth": 0, "heads": 1, "head_width": 0, "head_depth": 1, "patch": 0, "n_points": 1, "accum": 1,
+    "ckpt_every": 1, "keep_ckpts": 1, "log_every": 1, "sample_steps": 0, "sample_head_steps": 1, "threads": 1,
+}  # fmt: skip
+
+
+def check_values(cfg: TrainConfig) -> None:
+    """Every setting has its type and a usable value; UserError naming the first that does not."""
+    import math
+
+    for f in dataclasses.fields(TrainConfig):
+        value, flag = getattr(cfg, f.name), "--" + f.name.replace("_", "-")
+        kind = f.type if isinstance(f.type, str) else f.type.__name__
+        if kind == "str":
+            if not isinstance(value, str):
+                raise UserError(f"{flag} must be text, got {value!r}")
+            continue
+        ok_type = isinstance(value, int) if kind == "int" else isinstance(value, (int, float))
+        if isinstance(value, bool) or not ok_type or not math.isfinite(value):
+            raise UserError(
+                f"{flag} must be a finite {'integer' if kind == 'int' else 'number'}, got {value!r}"
+            )
+        low = _AT_LEAST.get(f.name)
+        if low is not None and value < low:
+            raise UserError(f"{flag} must be >= {low}, got {value!r}")
+    if not cfg.lr > 0:
+        raise UserError(f"--lr must be > 0, got {cfg.lr!r}")
+    if not 0 <= cfg.ema < 1 or not 0 <= cfg.p_uncond <= 1:
+        raise UserError(
+            f"--ema must be in [0, 1) and --p-uncond in [0, 1], got {cfg.ema!r} and {cfg.p_uncond!r}"
+        )
 
 
 def resolve(cfg: TrainConfig, n_tokens: int) -> TrainConfig:

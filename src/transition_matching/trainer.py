@@ -13,7 +13,14 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from runkit.checkpoint import checkpoint_name, load_checkpoint, prune_checkpoints, save_checkpoint
+from runkit.checkpoint import (
+    checkpoint_name,
+    load_checkpoint,
+    load_into,
+    prune_checkpoints,
+    require_state,
+    save_checkpoint,
+)
 from runkit.errors import UserError
 from runkit.io import atomic_write_json
 from runkit.metrics import MetricsLogger
@@ -176,11 +183,12 @@ def _restore(t: Trainee, run: RunDir) -> int:
     latest = run.latest_checkpoint()
     if latest is None:
         return 0
-    state = load_checkpoint(latest[1]).state
-    t.model.load_state_dict(state["model"])
-    t.ema.load_state_dict(state["ema"])
-    t.opt.load_state_dict(state["optim"])
-    return int(state["step"])
+    ckpt = load_checkpoint(latest[1])
+    state = require_state(ckpt, model=dict, ema=dict, optim=dict, step=int)
+    load_into(t.model, state["model"], ckpt.path, "model")
+    load_into(t.ema, state["ema"], ckpt.path, "EMA model")
+    load_into(t.opt, state["optim"], ckpt.path, "optimizer")
+    return state["step"]
 
 
 def _one_step(cfg: TrainConfig, t: Trainee, data: Dataset, step: int, world: World) -> StepStats:

@@ -141,3 +141,57 @@ def test_checkpoint_that_does_not_fit_the_config(tmp_path, capsys):
     (run / "config.json").write_text(json.dumps({**cfg, "width": 32}))
     assert main(["sample", "--run", str(run), "--out", str(tmp_path / "o.npz")]) == 2
     assert "does not fit the network" in capsys.readouterr().err
+
+
+def _one_line_exit_2(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--lr", "nan"], "--lr must be a finite number"),
+        (["--lr", "0"], "--lr must be > 0"),
+        (["--ema", "1.5"], "--ema must be in [0, 1)"),
+        (["--width", "-5"], "--width must be >= 0, got -5"),
+    ],
+)
+def test_impossible_values_are_one_line(tmp_path, capsys, flags, message):
+    _one_line_exit_2(capsys, ["train", *tiny_argv(), *flags, "--out", str(tmp_path / "r")], message)
+
+
+def test_a_preset_with_a_negative_width_is_one_line(tmp_path, capsys):
+    preset = tmp_path / "bad.toml"
+    preset.write_text('method = "fm"\nwidth = -5\n')
+    _one_line_exit_2(
+        capsys, ["train", "--preset", str(preset), "--out", str(tmp_path / "r")], "--width must be >= 0"
+    )
+
+
+def test_resume_of_a_checkpoint_without_its_model_or_of_another_width_is_one_line(tmp_path, capsys):
+    from runkit.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+
+    run = _train(tmp_path, "r")
+    capsys.readouterr()
+    step, path = list_checkpoints(run / "checkpoints")[-1]
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "width": config["width"] * 2}))
+    _one_line_exit_2(capsys, ["train", "--resume", str(run)], "does not fit this model")
+    (run / "config.json").write_text(json.dumps(config))
+    state = load_checkpoint(path).state
+    del state["model"]
+    save_checkpoint(run / "checkpoints" / f"step_{step + 1:06d}", state)
+    _one_line_exit_2(capsys, ["train", "--resume", str(run)], "has no 'model'")
+
+
+def test_metrics_lines_that_are_not_objects_are_skipped(tmp_path, capsys):
+    run = _train(tmp_path, "r")
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write('[1, 2]\n"text"\n{"step": "abc"}\n')
+    f = (run / "metrics.jsonl").open("ab")
+    f.write(b"\xff\xfe{\n")
+    f.close()
+    assert main(["plot", "--run", str(run)]) == 0
+    assert main(["train", "--resume", str(run), "--steps", "25", "--no-progress"]) == 0
