@@ -27,7 +27,11 @@ class ModelSettings:
     lora_alpha: float = opt(32.0, "LoRA alpha (scale = alpha / r)")
     lora_dropout: float = opt(0.0, "LoRA dropout (keep 0 so that the PPO ratio starts at 1)")
     lora_targets: list[str] = opt(ALL_LORA_TARGETS, "module names that get LoRA adapters")
-    dtype: str = opt("fp32", "learner compute: fp32, or bf16 (autocast; master weights stay fp32)")
+    dtype: str = opt(
+        "fp32",
+        "learner compute: fp32, bf16 (autocast; master weights stay fp32), or auto (bf16 where the CPU "
+        "multiplies bf16 natively, AVX512-BF16 / AMX, or on a GPU; else fp32)",
+    )
     gen_dtype: str = opt(
         "auto",
         "generation weights: bf16 (a copy synced after each update), fp32, or auto "
@@ -39,6 +43,11 @@ class ModelSettings:
         "hf), hf (the transformers forward) or vllm (GPU, optional extra)",
     )
     prompt_template: str = opt("auto", "auto (chat template when the tokenizer has one), chat, or plain")
+    prompt_style: str = opt(
+        "paper",
+        "paper (instruction, observation, answer format in one message) or compact (instructions as the "
+        "system message, the observation last: a long shared prefix and a short state tail)",
+    )
     gradient_checkpointing: bool = opt(False, "recompute activations in the backward pass (less memory)")
     share_prefix: bool = opt(
         True, "compute prompt prefixes shared by several prompts once (generation and learner)"
@@ -60,7 +69,22 @@ class RolloutSettings:
     parse_mode: str = opt(
         "strict", "strict: the last \\boxed{} is the move; lenient: else the last legal move named"
     )
-    invalid_penalty: list[float] = opt([-1.5, 0.5], "rewards (offender, opponent) when a move is invalid")
+    invalid_penalty: list[float] = opt(
+        [-1.5, 0.0], "rewards (offender, opponent) when a move is invalid (the paper's: [-1.5, 0.5])"
+    )
+    action_mode: str = opt(
+        "free",
+        "free (the model writes its answer; the last \\boxed{} is the move) or constrained (the move is drawn "
+        "from the model's renormalised probabilities of the legal moves' \\boxed{move} answers: no invalid "
+        "moves, no free-form reasoning; spiral.actions)",
+    )
+    keep_all_turns: bool = opt(
+        False,
+        "train on every turn played in the step's games (else exactly turns_per_step sampled from them)",
+    )
+    pool_size: int = opt(0, "opponent pool: past policies kept (0 = plain self-play)")
+    pool_every: int = opt(10, "opponent pool: steps between snapshots of the policy")
+    pool_prob: float = opt(0.5, "opponent pool: probability that a game's other seat is a pool member")
     opponent: str = opt(
         "self", "self (one policy plays both seats), an agent spec (random, optimal) or a folder"
     )
@@ -92,7 +116,16 @@ class LearnerSettings:
         8, "samples per forward/backward (gradient accumulation; lower when out of memory)"
     )
     loss_norm: float = opt(4096.0, "constant that divides each sample's summed token losses")
-    kl_coef: float = opt(0.0, "weight of a KL penalty to the frozen initial policy (0 = no reference model)")
+    kl_coef: float = opt(0.0, "weight of a KL penalty to a frozen reference policy (0 = no reference model)")
+    kl_ref: str = opt(
+        "start",
+        "the KL reference: start (the policy when self-play starts, i.e. after the warm-up: a magnet that "
+        "keeps the format) or base (the model as loaded, before any warm-up)",
+    )
+    entropy_coef: float = opt(0.0, "weight of an entropy bonus (exact over legal moves when constrained)")
+    micro_batch_tokens: int = opt(
+        0, "tokens per forward/backward (prompt + response; 0: micro_batch_size turns instead)"
+    )
     weight_decay: float = opt(0.0, "AdamW weight decay")
     betas: list[float] = opt([0.9, 0.95], "AdamW betas")
     eps: float = opt(1e-8, "AdamW epsilon")
@@ -140,6 +173,11 @@ class EvalSettings:
     top_p: float = opt(0.95, "nucleus sampling mass in evaluation")
     parse_mode: str = opt("", "parse mode in evaluation (empty: the rollout's)")
     at_start: bool = opt(True, "evaluate the starting policy before any training")
+    exploitability_every: int = opt(
+        0,
+        "one-round KuhnPoker-v2 only: exact policy readout and OpenSpiel exploitability every K steps "
+        "(eval/exploitability; 0 = off)",
+    )
 
 
 @dataclass
@@ -337,7 +375,16 @@ def _positive(key: str, value: float, allow_zero: bool = False) -> None:
 def validate(s: Settings) -> None:
     """Reject impossible settings with one line that names the setting."""
     m, r, a, lr, w, e, run = s.model, s.rollout, s.advantage, s.learner, s.warmup, s.eval, s.run
-    _choice("model.dtype", m.dtype, ("fp32", "bf16"))
+    _choice("model.dtype", m.dtype, ("auto", "fp32", "bf16"))
+    _choice("model.prompt_style", m.prompt_style, ("paper", "compact"))
+    _choice("rollout.action_mode", r.action_mode, ("free", "constrained"))
+    _choice("learner.kl_ref", lr.kl_ref, ("start", "base"))
+    if r.action_mode == "constrained" and w.rounds:
+        raise UserError("rollout.action_mode=constrained needs no format warm-up: set warmup.rounds=0")
+    if r.action_mode == "constrained" and run.backend == "ray":
+        raise UserError("rollout.action_mode=constrained runs with run.backend=local only")
+    if not 0 <= r.pool_prob <= 1:
+        raise UserError(f"rollout.pool_prob must lie in [0, 1], got {r.pool_prob}")
     _choice("model.gen_dtype", m.gen_dtype, ("auto", "fp32", "bf16"))
     _choice("model.prompt_template", m.prompt_template, ("auto", "chat", "plain"))
     _choice("model.generator", m.generator, ("fast", "hf", "vllm"))
@@ -355,13 +402,15 @@ def validate(s: Settings) -> None:
                    ("learner.loss_norm", lr.loss_norm), ("learner.clip", lr.clip), ("learner.lr", lr.lr),
                    ("warmup.samples", w.samples), ("warmup.micro_batch_size", w.micro_batch_size),
                    ("warmup.eval_samples", w.eval_samples), ("model.lora_r", m.lora_r),
-                   ("run.save_every", run.save_every)]:  # fmt: skip
+                   ("run.save_every", run.save_every), ("rollout.pool_every", r.pool_every)]:  # fmt: skip
         _positive(key, v)
     for key, v in [("run.steps", run.steps), ("warmup.rounds", w.rounds), ("eval.every", e.every),
                    ("eval.games", e.games), ("eval.num_envs", e.num_envs), ("learner.kl_coef", lr.kl_coef),
                    ("learner.warmup_steps", lr.warmup_steps), ("run.keep_checkpoints", run.keep_checkpoints),
                    ("warmup.max_per_action", w.max_per_action), ("warmup.top_up", w.top_up), ("run.threads", run.threads),
-                   ("learner.grad_clip", lr.grad_clip), ("learner.weight_decay", lr.weight_decay)]:  # fmt: skip
+                   ("learner.grad_clip", lr.grad_clip), ("learner.weight_decay", lr.weight_decay),
+                   ("learner.entropy_coef", lr.entropy_coef), ("learner.micro_batch_tokens", lr.micro_batch_tokens),
+                   ("rollout.pool_size", r.pool_size), ("eval.exploitability_every", e.exploitability_every)]:  # fmt: skip
         _positive(key, v, allow_zero=True)
     if not 0 <= r.temperature <= 10 or not 0 <= e.temperature <= 10 or not 0 < w.temperature <= 10:
         raise UserError("temperatures must lie in [0, 10] (warm-up: > 0)")

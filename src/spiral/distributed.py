@@ -72,9 +72,9 @@ class _Reporting:
     def __init__(self, policy, on_round) -> None:
         self.policy, self.on_round = policy, on_round
 
-    def respond(self, observations, sampling):
+    def respond(self, observations, sampling, legal=None):
         self.on_round()
-        return self.policy.respond(observations, sampling)
+        return self.policy.respond(observations, sampling, legal)
 
 
 class RolloutWorker:

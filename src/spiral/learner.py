@@ -4,6 +4,11 @@ Per token t of a response with advantage A and ratio r_t = exp(logp_t - logp_old
   loss_t = -min(r_t * A, clip(r_t, 1 - eps, 1 + eps) * A)
 A sample's loss is sum_t loss_t / loss_norm (no length normalisation); the batch loss is the mean over
 samples. No critic, no advantage normalisation, and no KL term unless kl_coef > 0.
+
+Turns played with constrained action decoding (spiral.actions) carry their legal moves' candidate responses:
+their "token" is the move, log P(move | legal) is recomputed over the candidates (loss_norm 1), and the
+entropy bonus and the KL term are exact over the legal moves. Free-form turns use a k3 KL estimate on the
+sampled tokens and the full-vocabulary entropy at each response token.
 """
 
 from __future__ import annotations
@@ -83,9 +88,10 @@ def collate(turns: list) -> dict[str, torch.Tensor]:
 
 
 def response_logprobs(
-    model: nn.Module, batch: dict, temperature: float = 1.0, share_prefix: bool = False
-) -> torch.Tensor:
-    """Log-probs (B, R) of the response tokens under softmax(logits / temperature).
+    model: nn.Module, batch: dict, temperature: float = 1.0, share_prefix: bool = False, entropy: bool = False
+):
+    """Log-probs (B, R) of the response tokens under softmax(logits / temperature); with `entropy`, also the
+    entropy (B, R) of that distribution at each response position.
 
     With `share_prefix`, prompt prefixes shared by several samples are computed once (same values, less work).
     """
@@ -100,7 +106,11 @@ def response_logprobs(
     logits = out.logits[:, :-1, :].float()  # (B, R, V): position P-1+j predicts response token j
     if temperature > 0:
         logits = logits / temperature
-    return torch.log_softmax(logits, dim=-1).gather(-1, batch["response_ids"][..., None]).squeeze(-1)
+    logp_all = torch.log_softmax(logits, dim=-1)
+    logp = logp_all.gather(-1, batch["response_ids"][..., None]).squeeze(-1)
+    if entropy:
+        return logp, -(logp_all.exp() * logp_all).sum(-1)
+    return logp
 
 
 def _is_oom(e: BaseException) -> bool:
@@ -127,7 +137,9 @@ class Learner:
             weight_decay=settings.weight_decay,
         )  # fmt: skip
         self.autocast = torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bf16" else nullcontext()
+        self.dtype = dtype
         self.skipped_total = 0
+        self._ref_scores: dict[tuple, torch.Tensor] = {}  # constrained turns: the reference never changes
 
     def lr_at(self, step: int) -> float:
         """Learning rate of training step `step` (0-based)."""
@@ -140,6 +152,10 @@ class Learner:
         if not turns:
             return {"train/samples": 0.0, "train/skipped_updates": 0.0}
         try:
+            if turns[0].candidates is not None:
+                if any(t.candidates is None for t in turns):
+                    raise ValueError("a batch mixes constrained and free-form turns")
+                return self._update_constrained(turns, step)
             return self._update(turns, step)
         except (RuntimeError, MemoryError) as e:
             if not _is_oom(e):
@@ -160,10 +176,7 @@ class Learner:
             else (lambda t: len(t.prompt_ids) + len(t.response_ids))
         )
         order = sorted(turns, key=key)
-        micro = [
-            collate(order[i : i + self.s.micro_batch_size])
-            for i in range(0, len(order), self.s.micro_batch_size)
-        ]
+        micro = [collate(chunk) for chunk in self._micro_batches(order)]
         ref = self._ref_logprobs(micro) if self.s.kl_coef > 0 and self.ref_model is not None else None
         n = len(turns)
         sums: dict[str, float] = {}
@@ -175,7 +188,7 @@ class Learner:
             for i, mb in enumerate(micro):
                 grad = self.s.update
                 with torch.enable_grad() if grad else torch.no_grad(), self.autocast:
-                    logp = response_logprobs(self.model, mb, self.temperature, self.share_prefix)
+                    logp, ent = response_logprobs(self.model, mb, self.temperature, self.share_prefix, True)
                     per_sample, stats = ppo_clip_loss(
                         logp,
                         mb["old_logprobs"],
@@ -191,6 +204,10 @@ class Learner:
                         else None
                     )
                     loss = pg + self.s.kl_coef * kl if kl is not None else pg
+                    entropy = (ent * mb["response_mask"]).sum() / mb["response_mask"].sum().clamp(min=1)
+                    if self.s.entropy_coef:
+                        per_tok = (ent * mb["response_mask"]).sum(-1) / self.s.loss_norm
+                        loss = loss - self.s.entropy_coef * per_tok.sum() / n
                 if not torch.isfinite(loss):
                     finite = False
                     break
@@ -199,6 +216,7 @@ class Learner:
                 w = mb["response_mask"].sum().item()
                 epoch_loss += loss.item()
                 _add(sums, "pg_loss", pg.item())
+                _add(sums, "entropy", entropy.item() * mb["response_mask"].sum().item())
                 if kl is not None:
                     _add(sums, "kl", kl.item())
                 for k, v in stats.items():
@@ -220,6 +238,122 @@ class Learner:
         self.optimizer.zero_grad(set_to_none=True)
         self.skipped_total += skipped
         return self._metrics(sums, n, lr, skipped)
+
+    def _micro_batches(self, order: list) -> list[list]:
+        """Consecutive turns in micro-batches of `micro_batch_tokens` tokens (prompt + response), or of
+        `micro_batch_size` turns when the token budget is 0."""
+        if self.s.micro_batch_tokens <= 0:
+            k = self.s.micro_batch_size
+            return [order[i : i + k] for i in range(0, len(order), k)]
+        out: list[list] = [[]]
+        used = 0
+        for t in order:
+            size = len(t.prompt_ids) + len(t.response_ids)
+            if out[-1] and used + size > self.s.micro_batch_tokens:
+                out.append([])
+                used = 0
+            out[-1].append(t)
+            used += size
+        return out
+
+    def _update_constrained(self, turns: list, step: int) -> dict[str, float]:
+        """PPO-clip on log P(move | legal) of constrained turns: each distinct prompt is scored once per epoch
+        (its candidates share its cache), the turns that played it take their move's log-prob from it."""
+        from spiral.actions import score_candidates, token_chunks
+
+        lr = self.lr_at(step)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        keys: dict[tuple, int] = {}
+        for t in turns:
+            keys.setdefault((tuple(t.prompt_ids), tuple(tuple(c) for c in t.candidates)), len(keys))
+        distinct = list(keys)
+        prompts = [list(p) for p, _ in distinct]
+        cands = [[list(c) for c in cs] for _, cs in distinct]
+        members: list[list] = [[] for _ in distinct]
+        for t in turns:
+            members[keys[(tuple(t.prompt_ids), tuple(tuple(c) for c in t.candidates))]].append(t)
+        chunks = token_chunks(
+            prompts, max(self.s.micro_batch_tokens, 1) if self.s.micro_batch_tokens > 0 else 4096
+        )
+        ref = (
+            self._constrained_ref(distinct, prompts, cands) if self.s.kl_coef > 0 and self.ref_model else None
+        )
+        n = len(turns)
+        sums: dict[str, float] = {}
+        skipped = 0
+        self.model.train()
+        for _epoch in range(self.s.ppo_epochs):
+            self.optimizer.zero_grad(set_to_none=True)
+            epoch_loss, finite = 0.0, True
+            for chunk in chunks:
+                with torch.enable_grad() if self.s.update else torch.no_grad(), self.autocast:
+                    scores = score_candidates(self.model, [prompts[i] for i in chunk], [cands[i] for i in chunk],
+                                              self.temperature)  # fmt: skip
+                logps = [torch.log_softmax(sc.float(), dim=-1) for sc in scores]
+                new, old, adv = [], [], []
+                ent = kl = torch.zeros(())
+                for k, lp in zip(chunk, logps, strict=True):
+                    w = len(members[k]) / n
+                    p = lp.exp()
+                    ent = ent + w * -(p * lp).sum()
+                    if ref is not None:
+                        kl = kl + w * (p * (lp - ref[k])).sum()
+                    for t in members[k]:
+                        new.append(lp[t.choice])
+                        old.append(t.old_logprobs[0])
+                        adv.append(t.advantage)
+                logp = torch.stack(new)[:, None]
+                per_sample, stats = ppo_clip_loss(logp, torch.tensor(old)[:, None], torch.tensor(adv),
+                                                  torch.ones_like(logp), self.s.clip, 1.0)  # fmt: skip
+                pg = per_sample.sum() / n
+                loss = pg - self.s.entropy_coef * ent + (self.s.kl_coef * kl if ref is not None else 0.0)
+                if not torch.isfinite(loss):
+                    finite = False
+                    break
+                if self.s.update:
+                    loss.backward()
+                w = float(len(new))
+                epoch_loss += loss.item()
+                _add(sums, "pg_loss", pg.item())
+                _add(sums, "entropy", ent.item() * n)
+                if ref is not None:
+                    _add(sums, "kl", kl.item())
+                for k, v in stats.items():
+                    if k == "ratio_max":
+                        _max(sums, k, v.item())
+                    else:
+                        _add(sums, k, v.item() * w)
+                _add(sums, "tokens", w)
+            grad_norm = self._grad_norm() if finite and self.s.update else 0.0
+            if not finite or not math.isfinite(grad_norm):
+                self.optimizer.zero_grad(set_to_none=True)
+                skipped += 1
+                continue
+            if self.s.update:
+                self.optimizer.step()
+            _add(sums, "loss", epoch_loss)
+            _add(sums, "grad_norm", grad_norm)
+            _add(sums, "epochs_done", 1)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.skipped_total += skipped
+        out = self._metrics(sums, n, lr, skipped)
+        out["train/distinct_prompts"] = float(len(distinct))
+        return out
+
+    @torch.no_grad()
+    def _constrained_ref(self, distinct: list[tuple], prompts, cands) -> list[torch.Tensor]:
+        """log P_ref(move | legal) of each distinct prompt (cached: the reference model never changes)."""
+        from spiral.actions import autocast_for, score_candidates
+
+        todo = [i for i, key in enumerate(distinct) if key not in self._ref_scores]
+        if todo:
+            with autocast_for(self.dtype):
+                scores = score_candidates(self.ref_model, [prompts[i] for i in todo], [cands[i] for i in todo],
+                                          self.temperature)  # fmt: skip
+            for i, sc in zip(todo, scores, strict=True):
+                self._ref_scores[distinct[i]] = torch.log_softmax(sc.float(), dim=-1)
+        return [self._ref_scores[key] for key in distinct]
 
     def _grad_norm(self) -> float:
         clip = self.s.grad_clip if self.s.grad_clip > 0 else float("inf")
@@ -250,6 +384,8 @@ class Learner:
             out["train/ratio_max"] = sums["ratio_max"]
         if "kl" in sums:
             out["train/kl"] = sums["kl"] / self.s.ppo_epochs
+        if "entropy" in sums:  # mean per scored token (free-form) or per turn (constrained)
+            out["train/entropy"] = sums["entropy"] / tokens
         return out
 
     def state_dict(self) -> dict:

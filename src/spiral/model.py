@@ -30,6 +30,7 @@ TINY_SEED = 1234
 # The prompt follows the paper: a zero-sum game, valid moves to win, then the observation, then step-by-step
 # reasoning with the final answer in \boxed{}. The wording is ours.
 GAME_INSTRUCTION = "You are playing a two-player zero-sum game. Make valid moves to win."
+PROMPT_STYLES = ("paper", "compact")
 ANSWER_INSTRUCTION = "Think step by step, then give your final move inside \\boxed{}, e.g. \\boxed{move}."
 
 
@@ -337,10 +338,15 @@ class PromptFormat:
 
     tokenizer: Any
     template: str = "auto"
+    style: str = "paper"  # paper: instruction, observation, answer format; compact: the observation last
 
     def __post_init__(self) -> None:
         if self.template not in ("auto", "chat", "plain"):
             raise UserError(f"model.prompt_template must be auto, chat or plain, got {self.template!r}")
+        if self.style not in PROMPT_STYLES:
+            raise UserError(
+                f"model.prompt_style must be one of {', '.join(PROMPT_STYLES)}, got {self.style!r}"
+            )
         has_chat = bool(getattr(self.tokenizer, "chat_template", None))
         if self.template == "chat" and not has_chat:
             raise UserError(
@@ -349,7 +355,20 @@ class PromptFormat:
         self.use_chat = has_chat and self.template != "plain"
 
     def text(self, observation: str) -> str:
-        """The full prompt text for one observation."""
+        """The full prompt text for one observation.
+
+        paper: one user message, instruction + observation + answer format (the chat template adds its default
+        system prompt). compact: the instructions as the system message (replacing the template's default) and
+        the observation alone as the user message, so that everything before the game state is one prefix
+        shared by all prompts of a seat and the state-specific tail is short."""
+        if self.style == "compact":
+            system = f"{GAME_INSTRUCTION} {ANSWER_INSTRUCTION}"
+            if self.use_chat:
+                return self.tokenizer.apply_chat_template(
+                    [{"role": "system", "content": system}, {"role": "user", "content": observation.strip()}],
+                    add_generation_prompt=True, tokenize=False,
+                )  # fmt: skip
+            return f"{system}\n\n{observation.strip()}\nAnswer: "
         user = f"{GAME_INSTRUCTION}\n\n{observation.strip()}\n\n{ANSWER_INSTRUCTION}"
         if self.use_chat:
             return self.tokenizer.apply_chat_template(

@@ -195,6 +195,8 @@ class Turn:
     truncated: bool = False
     final_return: float = 0.0  # the role's return in its game (set when the game ends)
     advantage: float = 0.0
+    candidates: list[list[int]] | None = None  # constrained decoding: the legal moves' response ids
+    choice: int = -1  # constrained decoding: which candidate was played
 
 
 @dataclass
@@ -232,6 +234,7 @@ class RolloutCollector:
         invalid_penalty: tuple[float, float] = (-1.5, 0.5),
         opponent=None,  # an Agent (or {env_id: Agent}) for the other seat; None: self-play
         seed: int = 0,
+        keep_all: bool = False,
     ) -> None:
         self.policy, self.env_ids, self.num_envs, self.sampling = policy, list(env_ids), num_envs, sampling
         self.env_kwargs = env_kwargs or {}
@@ -241,6 +244,10 @@ class RolloutCollector:
         )
         self.rng = random.Random(seed)
         self.games_started = 0
+        self.keep_all = keep_all  # train on every played turn (else exactly turns_per_step of them)
+        # Optional per-game opponents: pool() -> an Agent for the policy's other seat, or None for self-play
+        # (e.g. a past checkpoint drawn from a pool). Asked once per game, after the fixed opponents.
+        self.pool = None
 
     def make_env(self, env_id: str):
         """A fresh game with the run's parse mode and invalid-move penalty."""
@@ -257,14 +264,22 @@ class RolloutCollector:
         env = self.make_env(env_id)
         env.reset(num_players=2, seed=self.rng.randrange(2**31))
         seats = [0, 1] if self.opponents is None else [gid % 2]
-        return {"id": gid, "env_id": env_id, "env": env, "seats": seats, "turns": []}
+        opponent = self.opponents[env_id] if self.opponents is not None else None
+        if opponent is None and self.pool is not None:
+            opponent = self.pool()
+            if opponent is not None:
+                seats = [gid % 2]
+        return {"id": gid, "env_id": env_id, "env": env, "seats": seats, "turns": [], "opponent": opponent}
 
     def collect(self, turns_per_step: int) -> Rollout:
         """Play until enough policy turns are in finished games; keep exactly `turns_per_step` at random."""
         t0 = time.perf_counter()
         finished, timing = self._play(lambda taken, active, started: taken + active < turns_per_step)
         pool = [t for game in finished for t in game.turns]
-        kept = self.rng.sample(pool, turns_per_step) if len(pool) > turns_per_step else list(pool)
+        if self.keep_all or len(pool) <= turns_per_step:
+            kept = list(pool)
+        else:
+            kept = self.rng.sample(pool, turns_per_step)
         stats = rollout_stats(pool, kept, finished)
         stats.update(timing)
         stats["rollout/seconds"] = time.perf_counter() - t0
@@ -297,17 +312,17 @@ class RolloutCollector:
             actions: dict[int, str] = {}
             if mine:
                 t1 = time.perf_counter()
-                responses = self.policy.respond([v[2] for v in mine], self.sampling)
+                responses = self.policy.respond([v[2] for v in mine], self.sampling, [v[3] for v in mine])
                 gen_s += time.perf_counter() - t1
                 for (g, pid, _obs, legal), resp in zip(mine, responses, strict=True):
                     gen_tokens += len(resp.tokens)
                     actions[g["id"]] = resp.text
                     g["turns"].append(_turn(g, pid, legal, resp))
                     taken += 1
-            for env_id in dict.fromkeys(v[0]["env_id"] for v in theirs):
-                group = [v for v in theirs if v[0]["env_id"] == env_id]
-                texts = self.opponents[env_id].act_batch([v[2] for v in group], [v[3] for v in group],
-                                                         [v[0]["env"] for v in group])  # fmt: skip
+            for agent_id in dict.fromkeys(id(v[0]["opponent"]) for v in theirs):
+                group = [v for v in theirs if id(v[0]["opponent"]) == agent_id]
+                texts = group[0][0]["opponent"].act_batch([v[2] for v in group], [v[3] for v in group],
+                                                          [v[0]["env"] for v in group])  # fmt: skip
                 actions.update({v[0]["id"]: a for v, a in zip(group, texts, strict=True)})
             still = []
             for g, pid, _obs, _legal in views:
@@ -340,6 +355,7 @@ def _turn(g: dict, pid: int, legal: list[str], resp) -> Turn:
         old_logprobs=resp.logprobs, response_text=resp.text, legal_actions=legal, truncated=resp.truncated,
         strict_ok=parse_action(resp.text, legal, "strict") is not None,
         lenient_ok=parse_action(resp.text, legal, "lenient") is not None,
+        candidates=getattr(resp, "candidates", None), choice=getattr(resp, "choice", -1),
     )  # fmt: skip
 
 

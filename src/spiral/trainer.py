@@ -20,7 +20,7 @@ import torch
 
 from runkit.checkpoint import checkpoint_name, load_checkpoint, prune_checkpoints, save_checkpoint
 from runkit.errors import UserError
-from runkit.io import atomic_write_json
+from runkit.io import atomic_write_json, atomic_write_text
 from runkit.metrics import MetricsLogger
 from runkit.progress import ProgressBar
 from runkit.rundir import RunDir
@@ -43,6 +43,17 @@ from spiral.report import PHASES
 from spiral.rollout import RolloutCollector, Sampling
 
 EVAL_PENALTY = (-1.0, 1.0)
+REFERENCE = "reference"  # run sub-folder holding the KL reference policy (learner.kl_ref = start)
+
+
+def kuhn_one_round(s: Settings) -> bool:
+    """Whether the run trains on one-round KuhnPoker-v2 alone (the exact readout's game)."""
+    return (
+        s.rollout.env_ids == ["KuhnPoker-v2"]
+        and s.rollout.env_kwargs.get("KuhnPoker-v2", {}).get("rounds") == 1
+    )
+
+
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 
@@ -70,7 +81,13 @@ def make_policy(s: Settings, model, tokenizer, seed: int) -> LMPolicy:
     """The run's LMPolicy over `model` (generator kind, dtype, batch, template from the settings)."""
     m, r = s.model, s.rollout
     return build_policy(model, tokenizer, resolve_gen_dtype(m.gen_dtype), r.gen_batch_size, seed,
-                        m.prompt_template, m.share_prefix, m.generator, r.stop_at_box)  # fmt: skip
+                        m.prompt_template, m.share_prefix, m.generator, r.stop_at_box, r.action_mode,
+                        learner_dtype(s), m.prompt_style)  # fmt: skip
+
+
+def learner_dtype(s: Settings) -> str:
+    """The learner's compute dtype: model.dtype, with auto meaning bf16 where bf16 matmuls are native."""
+    return resolve_gen_dtype(s.model.dtype)
 
 
 def make_collector(s: Settings, policy, seed: int) -> RolloutCollector:
@@ -86,7 +103,7 @@ def make_collector(s: Settings, policy, seed: int) -> RolloutCollector:
             opponent = {e: make_agent(r.opponent, e, seed=seed + 1) for e in r.env_ids}
     return RolloutCollector(
         policy, r.env_ids, r.env_kwargs, r.num_envs, Sampling(r.temperature, r.top_p, r.max_new_tokens),
-        r.parse_mode, tuple(r.invalid_penalty), opponent, seed,
+        r.parse_mode, tuple(r.invalid_penalty), opponent, seed, r.keep_all_turns,
     )  # fmt: skip
 
 
@@ -119,8 +136,13 @@ class Trainer:
         full_ckpt = ckpt is not None and not m.lora
         self.model = load_model(str(ckpt.path) if full_ckpt else m.name, self.tokenizer)
         ref = None
-        if self.s.learner.kl_coef > 0:  # the reference is the initial policy, also after a resume
+        if (
+            self.s.learner.kl_coef > 0 and self.s.learner.kl_ref == "base"
+        ):  # the model as loaded, also on resume
             ref = plain_copy(load_model(m.name, self.tokenizer) if full_ckpt else self.model, torch.float32)
+        elif self.s.learner.kl_coef > 0 and (self.run.path / REFERENCE).is_dir():  # kl_ref = start, resumed
+            ref = load_model(str(self.run.path / REFERENCE), self.tokenizer)
+            ref.eval().requires_grad_(False)
         if m.lora:
             self.model = add_lora(self.model, m.lora_r, m.lora_alpha, m.lora_dropout, m.lora_targets)
             if ckpt is not None:
@@ -145,7 +167,11 @@ class Trainer:
         a = self.s.advantage
         self.estimator = AdvantageEstimator(a.estimator, a.decay, a.order)
         share = m.share_prefix and not m.gradient_checkpointing
-        self.learner = Learner(self.model, self.s.learner, r.temperature, m.dtype, ref, share)
+        self.learner = Learner(self.model, self.s.learner, r.temperature, learner_dtype(self.s), ref, share)
+        self.readouts: list[dict] = []  # exact Kuhn readouts of this run (eval/exploitability.jsonl)
+        self.pool: list = []  # opponent pool: frozen past policies (rollout.pool_size)
+        if r.pool_size:
+            self.collector.pool = self._pool_opponent
 
     def _restore(self, state: dict[str, Any]) -> None:
         self.learner.load_state_dict(state["learner"])
@@ -255,9 +281,15 @@ class Trainer:
         if not self.warmup_done:
             self._warmup()
         if self.step == 0 and self.run.latest_checkpoint() is None:
-            if s.eval.at_start:
-                self.metrics.log(0, self.evaluate("warmup" if s.warmup.rounds else "base"))
+            if s.learner.kl_coef > 0 and s.learner.kl_ref == "start":
+                self._freeze_reference()
+            first = self.evaluate("warmup" if s.warmup.rounds else "base") if s.eval.at_start else {}
+            if s.eval.exploitability_every:
+                first.update(self.readout())
+            if first:
+                self.metrics.log(0, first)
             self.save()
+        self._load_readouts()
         last: dict[str, float] = {}
         if self.remote is not None:  # the workers start from the learner's weights (after warm-up, resume)
             self.remote.sync(self.model, self.step)
@@ -268,6 +300,11 @@ class Trainer:
                 done = self.step == s.run.steps
                 if s.eval.every and self.step % s.eval.every == 0 or done:
                     last.update(self.evaluate("final" if done else None))
+                k = s.eval.exploitability_every
+                if k and (self.step % k == 0 or done):
+                    last.update(self.readout())
+                if s.rollout.pool_size and self.step % s.rollout.pool_every == 0:
+                    self._snapshot()
                 self.metrics.log(self.step, last)
                 if self.step % s.run.save_every == 0 or done:
                     self.save()
@@ -278,6 +315,68 @@ class Trainer:
         if s.run.plots:
             self.finish_report()
         return last
+
+    # ---- exact readout, reference, opponent pool ----------------------------------------------------
+    def readout(self) -> dict[str, float]:
+        """One-round KuhnPoker-v2 runs: the exact policy readout, its exploitability, that of the average
+        policy (reach-weighted over every readout of the run so far), appended to eval/exploitability.jsonl."""
+        if not kuhn_one_round(self.s):
+            return {}
+        from spiral.agents.kuhn import average_policy, exploitability
+        from spiral.evaluation.exploitability import exact_readout
+
+        t0 = time.perf_counter()
+        r = exact_readout(self.policy, self.model, self.s.rollout.temperature, learner_dtype(self.s))
+        seconds = time.perf_counter() - t0
+        self.readouts = [x for x in self.readouts if x["step"] < self.step]
+        avg = average_policy([x["probs"] for x in self.readouts] + [r.probs])
+        row = {"step": self.step, "exploitability": r.exploitability, "avg_exploitability": exploitability(avg),
+               "seconds": seconds, "probs": r.probs, "legal_mass": r.legal_mass}  # fmt: skip
+        self.readouts.append(row)
+        folder = self.run.path / "eval"
+        folder.mkdir(exist_ok=True)
+        atomic_write_text(
+            folder / "exploitability.jsonl", "".join(json.dumps(x) + "\n" for x in self.readouts)
+        )
+        mass = sum(r.legal_mass.values()) / len(r.legal_mass)
+        return {"eval/exploitability": r.exploitability, "eval/avg_exploitability": row["avg_exploitability"],
+                "eval/legal_mass": mass, "eval/readout_seconds": seconds}  # fmt: skip
+
+    def _load_readouts(self) -> None:
+        path = self.run.path / "eval" / "exploitability.jsonl"
+        if not self.readouts and path.is_file():
+            rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+            self.readouts = [x for x in rows if x["step"] <= self.step]
+
+    def _freeze_reference(self) -> None:
+        """kl_ref = start: the policy as self-play starts becomes the KL reference, kept in the run folder."""
+        ref = plain_copy(self.model, torch.float32)
+        folder = self.run.path / REFERENCE
+        tmp = folder.with_name(folder.name + ".partial")
+        ref.save_pretrained(tmp)
+        self.tokenizer.save_pretrained(tmp)
+        tmp.replace(folder)
+        self.learner.ref_model = ref
+
+    def _snapshot(self) -> None:
+        """Add the current policy to the opponent pool (oldest out beyond rollout.pool_size)."""
+        from spiral.agents.lm import ConstrainedPolicy
+
+        frozen = plain_copy(self.model, torch.bfloat16 if learner_dtype(self.s) == "bf16" else torch.float32)
+        if isinstance(self.policy, ConstrainedPolicy):
+            pol = ConstrainedPolicy(self.tokenizer, frozen, self.policy.format, learner_dtype(self.s),
+                                    self.s.run.seed + 7 + self.step)  # fmt: skip
+        else:
+            pol = make_policy(self.s, frozen, self.tokenizer, self.s.run.seed + 7 + self.step)
+        self.pool = [*self.pool, LMAgent(pol, self.sampling, name=f"pool:{self.step}")][
+            -self.s.rollout.pool_size :
+        ]
+
+    def _pool_opponent(self):
+        """A pool member for the next game with probability rollout.pool_prob, else None (self-play)."""
+        if not self.pool or self.collector.rng.random() >= self.s.rollout.pool_prob:
+            return None
+        return self.pool[self.collector.rng.randrange(len(self.pool))]
 
     def _warmup(self) -> None:
         from spiral.warmup import run_warmup

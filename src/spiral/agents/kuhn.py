@@ -100,6 +100,29 @@ def exploitability(policy: Policy) -> float:
     return (best_response(policy, 0)[0] + best_response(policy, 1)[0]) / 2
 
 
+def own_reach(policy: Policy, key: str) -> float:
+    """Probability that the player's own earlier actions lead to information set `key` (1 for first moves;
+    the opener reaches 'Xpb' only by checking first)."""
+    return 1.0 - policy[key[0]] if key[1:] == "pb" else 1.0
+
+
+def average_policy(policies: list[Policy]) -> Policy:
+    """The average strategy of a sequence of policies: each information set's probabilities weighted by the
+    player's own reach probability (the policy that plays like a uniformly drawn one, as in CFR's average)."""
+    if not policies:
+        raise ValueError("average_policy needs at least one policy")
+    out: Policy = {}
+    for key in KEYS:
+        w = [own_reach(p, key) for p in policies]
+        total = sum(w)
+        out[key] = (
+            sum(wi * p[key] for wi, p in zip(w, policies, strict=True)) / total
+            if total > 0
+            else sum(p[key] for p in policies) / len(policies)
+        )
+    return out
+
+
 def best_response_policy(target: Policy) -> Policy:
     """A full policy that best-responds to `target` in both seats."""
     return {**best_response(target, 0)[1], **best_response(target, 1)[1]}

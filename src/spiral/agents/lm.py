@@ -42,6 +42,8 @@ class Response:
     logprobs: list[float]
     text: str
     truncated: bool
+    candidates: list[list[int]] | None = None  # constrained decoding: every legal move's response ids
+    choice: int = -1  # constrained decoding: index of the sampled move among `candidates`
 
 
 def stop_ids(model, tokenizer) -> list[int]:
@@ -58,8 +60,10 @@ class LMPolicy:
     def __init__(self, tokenizer, generator: Sampler, prompt_format: PromptFormat) -> None:
         self.tokenizer, self.generator, self.format = tokenizer, generator, prompt_format
 
-    def respond(self, observations: list[str], sampling: Sampling) -> list[Response]:
-        """Sample one response per observation in one batched generation."""
+    def respond(
+        self, observations: list[str], sampling: Sampling, legal: list[list[str]] | None = None
+    ) -> list[Response]:
+        """Sample one response per observation in one batched generation (`legal` is not needed here)."""
         if not observations:
             return []
         prompts = self.format.encode(observations)
@@ -73,6 +77,50 @@ class LMPolicy:
         ]
 
 
+class ConstrainedPolicy(LMPolicy):
+    """Constrained action decoding: the move is drawn from the model's distribution over its legal moves'
+    `\\boxed{move}` responses, renormalised (spiral.actions); nothing else can be said, so no move is invalid.
+
+    Each response's `logprobs` holds one number, log P(move | legal) at the sampling temperature, which is what
+    the learner recomputes for these turns. Distinct prompts are scored once per call."""
+
+    def __init__(
+        self, tokenizer, model, prompt_format: PromptFormat, dtype: str = "fp32", seed: int = 0
+    ) -> None:
+        from spiral.actions import Candidates, MoveSampler
+
+        super().__init__(tokenizer, MoveSampler(model, dtype, seed), prompt_format)
+        self.candidates = Candidates(tokenizer)
+
+    def respond(
+        self, observations: list[str], sampling: Sampling, legal: list[list[str]] | None = None
+    ) -> list[Response]:
+        """One legal move per observation, sampled from the renormalised move distribution."""
+        if not observations:
+            return []
+        if legal is None:
+            raise ValueError("constrained decoding needs the legal moves of each observation")
+        prompts = self.format.encode(observations)
+        distinct: dict[tuple, int] = {}
+        for p, lg in zip(prompts, legal, strict=True):
+            distinct.setdefault((tuple(p), tuple(lg)), len(distinct))
+        keys = list(distinct)
+        cands = [self.candidates.for_legal(list(lg)) for _, lg in keys]
+        scores = self.generator.scores([list(p) for p, _ in keys], cands, sampling.temperature or 1.0)
+        logps = [torch.log_softmax(s, dim=-1) for s in scores]
+        out = []
+        for p, lg in zip(prompts, legal, strict=True):
+            k = distinct[(tuple(p), tuple(lg))]
+            lp = logps[k]
+            if sampling.temperature == 0:
+                i = int(lp.argmax())
+            else:
+                i = int(torch.multinomial(lp.exp(), 1, generator=self.generator.rng))
+            text = self.tokenizer.decode(cands[k][i])
+            out.append(Response(p, list(cands[k][i]), [float(lp[i])], text, False, cands[k], i))
+        return out
+
+
 def build_policy(
     model,
     tokenizer,
@@ -83,8 +131,15 @@ def build_policy(
     share_prefix: bool = True,
     generator: str = "fast",
     stop_at_box: bool = False,
+    action_mode: str = "free",
+    score_dtype: str = "fp32",
+    prompt_style: str = "paper",
 ) -> LMPolicy:
-    """An LMPolicy sampling from `model` with generator `generator` (spiral.engine.make_generator)."""
+    """An LMPolicy sampling from `model` with generator `generator` (spiral.engine.make_generator), or with
+    `action_mode = "constrained"` a ConstrainedPolicy scoring the legal moves with `model` itself."""
+    fmt = PromptFormat(tokenizer, prompt_template, prompt_style)
+    if action_mode == "constrained":
+        return ConstrainedPolicy(tokenizer, model, fmt, score_dtype, seed)
     from spiral.engine import make_generator
 
     sampler = make_generator(generator, model, stop_ids(model, tokenizer), tokenizer.pad_token_id,
@@ -93,7 +148,7 @@ def build_policy(
         from spiral.prompting import BoxStop
 
         sampler.stop_rule = BoxStop(tokenizer)
-    return LMPolicy(tokenizer, sampler, PromptFormat(tokenizer, prompt_template))
+    return LMPolicy(tokenizer, sampler, fmt)
 
 
 class LMAgent(Agent):
@@ -111,8 +166,13 @@ class LMAgent(Agent):
         self, observations: list[str], legal: list[list[str]], envs: list | None = None
     ) -> list[str]:
         """Response texts for several observations, sampled in one batch."""
-        self.last_responses = self.policy.respond(observations, self.sampling)
+        self.last_responses = self.policy.respond(observations, self.sampling, legal)
         return [r.text for r in self.last_responses]
+
+
+def _score_dtype(dtype: str) -> str:
+    """Autocast dtype for scoring moves: bf16 where generation would use bf16."""
+    return "bf16" if resolve_gen_dtype(dtype) == "bf16" else "fp32"
 
 
 def _run_config(spec: str) -> dict:
@@ -137,6 +197,7 @@ def make_lm_agent(
     prompt_template: str | None = None,
     batch_size: int = 32,
     generator: str | None = None,
+    action_mode: str | None = None,
     **_ignored,
 ) -> LMAgent:
     """Load model `spec` as an Agent; a run's own prompt template and length limit are the defaults."""
@@ -147,6 +208,9 @@ def make_lm_agent(
     model = load_model(spec, tokenizer)
     kind = generator or run.get("model", {}).get("generator", "fast")
     stop_at_box = bool(run.get("rollout", {}).get("stop_at_box", False))
+    mode = action_mode or run.get("rollout", {}).get("action_mode", "free")
+    style = run.get("model", {}).get("prompt_style", "paper")
     policy = build_policy(model, tokenizer, dtype, batch_size, seed or 0, template, generator=kind,
-                          stop_at_box=stop_at_box)  # fmt: skip
+                          stop_at_box=stop_at_box, action_mode=mode, score_dtype=_score_dtype(dtype),
+                          prompt_style=style)  # fmt: skip
     return LMAgent(policy, Sampling(temperature, top_p, max_new), name=f"lm:{Path(spec).name or spec}")

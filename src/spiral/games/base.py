@@ -11,10 +11,12 @@ class InvalidPenalty:
     """Rewards when a player makes an invalid move: the game ends at once."""
 
     offender: float = -1.5
-    opponent: float = 0.5
+    opponent: float = 0.0
 
 
-TRAIN_PENALTY = InvalidPenalty(-1.5, 0.5)
+# Training: the innocent seat gets 0 (the paper's +0.5 rewarded its earlier, unrelated moves for the other
+# seat's format errors; `invalid_penalty = [-1.5, 0.5]` restores it).
+TRAIN_PENALTY = InvalidPenalty(-1.5, 0.0)
 EVAL_PENALTY = InvalidPenalty(-1.0, 1.0)
 
 

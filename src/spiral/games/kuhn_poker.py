@@ -13,13 +13,16 @@ import re
 from dataclasses import dataclass
 
 from runkit.errors import UserError
-from spiral.games.core import TextGame
+from spiral.games.core import TextGame, int_option
 
 CARDS = ("J", "Q", "K")
 OPEN_ACTIONS = ["[check]", "[bet]"]
 FACING_BET = ["[fold]", "[call]"]
 # Standard Kuhn letters: p = pass (check/fold), b = bet (bet/call); keys like "Kpb" name information sets.
 LETTER = {"[check]": "p", "[fold]": "p", "[bet]": "b", "[call]": "b"}
+# What a finished game pays: net chips won (zero-sum; the game OpenSpiel's exploitability measures) or the
+# outcome +1 / 0 / -1 (the paper's; in one round it makes calling weakly dominant whatever the card).
+REWARDS = ("chips", "outcome")
 
 
 @dataclass(frozen=True)
@@ -54,11 +57,15 @@ class KuhnPoker(TextGame):
     last_round_decides = False
     first_opener = 0
 
-    def __init__(self, rounds: int = 5, **kwargs) -> None:
+    default_reward = "chips"
+
+    def __init__(self, rounds: int = 5, reward: str | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
-        if rounds < 1:
-            raise UserError(f"{self.env_id}: rounds must be >= 1, got {rounds}")
-        self.rounds = rounds
+        rounds = int_option(self.env_id, "rounds", rounds, 1, 100)  # 100: every observation lists each round
+        reward = reward or self.default_reward
+        if reward not in REWARDS:
+            raise UserError(f"{self.env_id}: reward must be one of {', '.join(REWARDS)}, got {reward!r}")
+        self.rounds, self.reward = rounds, reward
         self.max_turns = 3 * rounds  # a round has at most check, bet, call/fold
         self._header = tuple(self._rules(p) for p in (0, 1))
 
@@ -143,7 +150,8 @@ class KuhnPoker(TextGame):
         self._end_game(last_winner=winner)
 
     def _end_game(self, last_winner: int) -> None:
-        """v1: last round's winner wins; standard: more chips wins, equal chips draw."""
+        """v1: last round's winner wins; standard: more chips wins, equal chips draw. The outcome (win / draw
+        / loss) is the same under both rewards; `reward = chips` pays the net chips instead of +1 / -1."""
         if self.last_round_decides:
             self.finish(last_winner, f"Player {last_winner} won the last round")
         elif self.chips[0] == self.chips[1]:
@@ -151,6 +159,8 @@ class KuhnPoker(TextGame):
         else:
             w = 0 if self.chips[0] > self.chips[1] else 1
             self.finish(w, f"Player {w} has more chips ({self.chips[w]:+d}) after {self.rounds} round(s)")
+        if self.reward == "chips":
+            self._rewards = {0: float(self.chips[0]), 1: float(self.chips[1])}
 
     def extra_info(self) -> dict:
         """Chip results (net, per player) and every round."""
@@ -184,6 +194,7 @@ class KuhnPokerV1(KuhnPoker):
     """SPIRAL's Kuhn Poker: 5 rounds, Player 1 opens round 1, flat pot, last round decides."""
 
     env_id = "KuhnPoker-v1"
+    default_reward = "outcome"
     pot_grows = False
     last_round_decides = True
     first_opener = 1

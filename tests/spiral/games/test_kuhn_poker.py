@@ -7,6 +7,7 @@ import random
 import pyspiel
 import pytest
 
+from runkit.errors import UserError
 from spiral.games import make
 from spiral.games.kuhn_poker import CARDS, infoset_from_observation, infoset_observation
 
@@ -37,8 +38,7 @@ def test_one_round_random_playouts_agree_with_openspiel() -> None:
         rewards, info = env.close()
         returns = state.returns()
         assert [info["chips"][0], info["chips"][1]] == returns
-        sign = (returns[0] > 0) - (returns[0] < 0)
-        assert rewards == {0: float(sign), 1: float(-sign)}
+        assert rewards == {0: returns[0], 1: returns[1]}  # chip rewards: exactly OpenSpiel's returns
 
 
 def test_five_rounds_are_five_openspiel_games_with_alternating_opener() -> None:
@@ -76,7 +76,23 @@ def test_v2_bet_grows_pot_and_more_chips_win() -> None:
     assert env.chips == [2, -2] and env.player == 1  # P1 opens round 2
     _play_round(env, ["[bet]", "[fold]"])  # P0 folds K: loses 1
     rewards, info = env.close()
-    assert info["chips"] == {0: 1, 1: -1} and rewards == {0: 1.0, 1: -1.0}
+    assert info["chips"] == {0: 1, 1: -1} and rewards == {0: 1.0, 1: -1.0} and info["winner"] == 0
+
+
+def test_reward_option_pays_chips_or_the_outcome() -> None:
+    deal_and_play = [(2, 0)], ["[bet]", "[call]"]  # P0's K against J, bet called: P0 wins 2 chips
+    paid = {}
+    for reward in ("chips", "outcome"):
+        env = make("KuhnPoker-v2", rounds=1, reward=reward)
+        env.reset(seed=0)
+        env.deals[:] = deal_and_play[0]
+        _play_round(env, deal_and_play[1])
+        paid[reward], info = env.close()
+        assert info["winner"] == 0 and info["chips"] == {0: 2, 1: -2}
+    assert paid == {"chips": {0: 2.0, 1: -2.0}, "outcome": {0: 1.0, 1: -1.0}}
+    assert make("KuhnPoker-v2").reward == "chips" and make("KuhnPoker-v1").reward == "outcome"
+    with pytest.raises(UserError, match="reward must be one of chips, outcome"):
+        make("KuhnPoker-v2", reward="pot")
 
 
 def test_v2_equal_chips_is_a_draw() -> None:
@@ -160,4 +176,4 @@ def test_invalid_action_in_kuhn() -> None:
     done, info = env.step("\\boxed{call}")  # nothing to call yet
     assert done and info["invalid_move"]
     rewards, final = env.close()
-    assert rewards == {0: -1.5, 1: 0.5} and final["invalid_player"] == 0
+    assert rewards == {0: -1.5, 1: 0.0} and final["invalid_player"] == 0  # the innocent seat gets 0

@@ -108,7 +108,7 @@ def test_default_penalty_is_the_training_one() -> None:
     env = make("TicTacToe-v0")
     env.reset()
     env.step("no idea")
-    assert env.close()[0] == {0: -1.5, 1: 0.5}
+    assert env.close()[0] == {0: -1.5, 1: 0.0}
 
 
 def test_lenient_mode_accepts_a_named_cell() -> None:

@@ -141,7 +141,7 @@ def test_single_token_guess_game():
     assert env.close()[0] == {0: -1.0, 1: 1.0}
     env.reset(seed=2)
     done, info = env.step("zebra")
-    assert done and info["invalid_move"] and env.close()[0] == {0: -1.5, 1: 0.5}
+    assert done and info["invalid_move"] and env.close()[0] == {0: -1.5, 1: 0.0}
 
 
 def test_single_token_guess_rejects_bad_options():
