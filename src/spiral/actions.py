@@ -137,12 +137,14 @@ class MoveSampler:
         was = self.model.training
         self.model.eval()
         try:
-            out: list[torch.Tensor] = []
-            for chunk in token_chunks(prompts, self.chunk_tokens):
+            out: list[torch.Tensor | None] = [None] * len(prompts)
+            for chunk in token_chunks(prompts, self.chunk_tokens):  # chunks hold prompts in sorted order
                 with autocast_for(self.dtype):
-                    out += score_candidates(self.model, [prompts[i] for i in chunk],
-                                            [candidates[i] for i in chunk], temperature)  # fmt: skip
-            return [s.float() for s in out]
+                    scores = score_candidates(self.model, [prompts[i] for i in chunk],
+                                              [candidates[i] for i in chunk], temperature)  # fmt: skip
+                for i, sc in zip(chunk, scores, strict=True):
+                    out[i] = sc.float()
+            return out
         finally:
             self.model.train(was)
 

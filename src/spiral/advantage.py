@@ -4,9 +4,18 @@ For each (game id, role) a baseline b starts at 0. After a finished game with re
   order "code"  (the public code, the default): A = R - b;  then b <- d*b + (1-d)*R
   order "paper" (the paper's text):             b <- d*b + (1-d)*R;  then A = R - b
 Every turn of that role in that game gets A (discount 1). The estimator sees only (game id, role, return).
+
+`key = "state"` (an extension, not the paper's) keeps one such baseline per (game id, role, prompt) instead:
+each turn's advantage is its game's return minus the EMA of returns seen from that same prompt (a new
+prompt starts from its role's baseline, which is updated too). Where prompts repeat, as the 12 information
+sets of one-round Kuhn Poker do, this removes the luck of the deal from the advantage: with a role baseline a
+King's moves are all pushed up and a Jack's all pushed down, a component that a shared network (an LM)
+learns as "play more like this everywhere"; with a state baseline only the difference between moves remains.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -29,6 +38,7 @@ class AdvantageEstimator:
     estimator: str = "rae"
     decay: float = 0.95
     order: str = "code"
+    key_by: str = "role"  # role (the paper's RAE) or state (one baseline per prompt)
     baselines: dict[str, float] = field(default_factory=dict)
 
     @staticmethod
@@ -44,8 +54,27 @@ class AdvantageEstimator:
         adv, self.baselines[k] = rae_update(self.baselines.get(k, 0.0), float(ret), self.decay, self.order)
         return adv
 
+    def state_advantage(self, env_id: str, role: int, prompt_ids, ret: float) -> float:
+        """Advantage of one turn against its prompt's baseline (started from the role's); updates both."""
+        role_key = self.key(env_id, role)
+        k = f"{role_key}/{hashlib.sha1(repr(list(prompt_ids)).encode()).hexdigest()[:16]}"
+        start = self.baselines.get(k, self.baselines.get(role_key, 0.0))
+        adv, self.baselines[k] = rae_update(start, float(ret), self.decay, self.order)
+        return adv
+
     def assign(self, games: Iterable) -> None:
         """Set `advantage` on every turn of finished games (spiral.rollout.GameRecord), in finishing order."""
+        if self.estimator == "rae" and self.key_by == "state":
+            for g in games:
+                for t in g.turns:
+                    t.advantage = self.state_advantage(
+                        g.env_id, t.role, t.prompt_ids, g.returns.get(t.role, 0.0)
+                    )
+                for r in g.policy_roles:
+                    self.advantage(
+                        g.env_id, r, g.returns.get(r, 0.0)
+                    )  # the role baseline new prompts start from
+            return
         for g in games:
             per_role = {r: self.advantage(g.env_id, r, g.returns.get(r, 0.0)) for r in g.policy_roles}
             for t in g.turns:
@@ -57,6 +86,7 @@ class AdvantageEstimator:
             "estimator": self.estimator,
             "decay": self.decay,
             "order": self.order,
+            "key_by": self.key_by,
             "baselines": dict(self.baselines),
         }
 

@@ -71,6 +71,7 @@ class TabularSettings:
     pool_every: int = 10
     pool_prob: float = 0.5
     decay: float = 0.95  # RAE
+    baseline: str = "role"  # RAE baselines per role (the paper's) or per state (information set)
     seed: int = 0
     eval_every: int = 10  # steps
 
@@ -108,9 +109,13 @@ def train_tabular(s: TabularSettings) -> TabularResult:
             if pool and collector.rng.random() < s.pool_prob
             else None
         )
-    estimator = AdvantageEstimator("rae", s.decay)
+    estimator = AdvantageEstimator("rae", s.decay, key_by=s.baseline)
     result = TabularResult(s)
     history: list[Policy] = []
+    start_policy = table.policy()
+    result.turns.append(0)
+    result.exploitability.append(exploitability(start_policy))
+    result.avg_exploitability.append(result.exploitability[0])
     played, step, t0 = 0, 0, time.perf_counter()
     while played < s.turns:
         rollout = collector.collect(s.turns_per_step)

@@ -1,0 +1,164 @@
+"""Constrained action decoding and the exact readout (spiral.actions): scores equal a plain forward pass, stay
+with their prompt whatever the batching, the sampled move's log-prob is the one the learner recomputes, and the
+learner's update moves probability the way the advantage says."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from spiral.actions import Candidates, MoveSampler, candidate_text, score_candidates
+from spiral.agents.kuhn import KEYS, exploitability
+from spiral.agents.lm import ConstrainedPolicy, build_policy
+from spiral.config import LearnerSettings
+from spiral.evaluation.exploitability import exact_readout, infoset_prompts, openspiel_exploitability
+from spiral.learner import Learner
+from spiral.model import PromptFormat
+from spiral.rollout import RolloutCollector, Sampling
+
+
+def _plain_score(model, prompt: list[int], cand: list[int]) -> float:
+    """Sum of the candidate's token log-probs from one unbatched forward pass over prompt + candidate."""
+    ids = torch.tensor([prompt + cand])
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=ids).logits[0].float(), dim=-1)
+    return float(sum(logp[len(prompt) - 1 + j, t] for j, t in enumerate(cand)))
+
+
+def _kuhn_inputs(tokenizer, keys=KEYS, style="compact"):
+    prompts = infoset_prompts()
+    fmt = PromptFormat(tokenizer, "auto", style)
+    cands = Candidates(tokenizer)
+    return fmt.encode([prompts[k][0] for k in keys]), [cands.for_legal(prompts[k][1]) for k in keys]
+
+
+def test_candidate_text_is_a_strict_legal_answer():
+    from spiral.prompting import parse_action
+
+    for move, legal in [
+        ("[bet]", ["[check]", "[bet]"]),
+        ("[4]", ["[3]", "[4]"]),
+        ("[fold]", ["[fold]", "[call]"]),
+    ]:
+        assert parse_action(candidate_text(move), legal, "strict") == move
+
+
+@pytest.mark.parametrize("style", ["paper", "compact"])
+def test_scores_equal_a_plain_forward_pass(tiny, style):
+    model, tok = tiny
+    prompts, cands = _kuhn_inputs(tok, KEYS[:5], style)
+    got = score_candidates(model, prompts, cands)
+    for p, cs, sc in zip(prompts, cands, got, strict=True):
+        assert sc.shape == (len(cs),)
+        for c, s in zip(cs, sc.tolist(), strict=True):
+            assert s == pytest.approx(_plain_score(model, p, c), abs=2e-4)
+
+
+def test_scores_stay_with_their_prompt_whatever_the_chunking(tiny):
+    model, tok = tiny
+    prompts, cands = _kuhn_inputs(tok)
+    order = [7, 2, 11, 0, 5, 9, 1, 10, 3, 8, 4, 6]  # not sorted: chunks are formed in sorted order
+    prompts, cands = [prompts[i] for i in order], [cands[i] for i in order]
+    alone = [score_candidates(model, [p], [c])[0] for p, c in zip(prompts, cands, strict=True)]
+    for chunk_tokens in (1, 600, 100_000):  # one prompt a chunk, a few, all at once
+        got = MoveSampler(model, "fp32", chunk_tokens=chunk_tokens).scores(prompts, cands)
+        for a, b in zip(alone, got, strict=True):
+            assert torch.allclose(a, b, atol=2e-4)
+
+
+def test_constrained_policy_plays_only_legal_moves_with_the_learners_logprob(tiny):
+    model, tok = tiny
+    policy = build_policy(model, tok, action_mode="constrained", prompt_style="compact", seed=3)
+    assert isinstance(policy, ConstrainedPolicy)
+    collector = RolloutCollector(policy, ["KuhnPoker-v2", "TicTacToe-v0"], {"KuhnPoker-v2": {"rounds": 1}},
+                                 num_envs=8, sampling=Sampling(1.0, 1.0, 8), keep_all=True)  # fmt: skip
+    rollout = collector.collect(24)
+    assert rollout.turns and not any(t.invalid for t in rollout.turns)
+    assert len(rollout.turns) == rollout.stats["rollout/turns_played"]  # keep_all: every played turn
+    for t in rollout.turns[:6]:
+        assert t.candidates is not None and len(t.candidates) == len(t.legal_actions)
+        assert t.response_ids == t.candidates[t.choice] and t.strict_ok
+        score = score_candidates(model, [t.prompt_ids], [t.candidates])[0]
+        assert t.old_logprobs[0] == pytest.approx(
+            float(torch.log_softmax(score.detach(), -1)[t.choice]), abs=2e-4
+        )
+
+
+def test_exact_readout_is_the_renormalised_box_probability(tiny):
+    model, tok = tiny
+    policy = build_policy(model, tok, action_mode="constrained", prompt_style="compact")
+    r = exact_readout(policy, model)
+    prompts, cands = _kuhn_inputs(tok)
+    for key, p, cs in zip(KEYS, prompts, cands, strict=True):
+        sc = score_candidates(model, [p], [cs])[0]
+        assert r.probs[key] == pytest.approx(
+            float(torch.softmax(sc, -1)[1]), abs=1e-4
+        )  # [bet] / [call] second
+        assert r.legal_mass[key] == pytest.approx(float(sc.exp().sum()), rel=1e-3) and r.legal_mass[key] <= 1
+    assert r.exploitability == pytest.approx(openspiel_exploitability(r.probs), abs=1e-9)
+    assert r.exploitability == pytest.approx(exploitability(r.probs), abs=1e-9)
+
+
+def _learner(model, **kw):
+    settings = LearnerSettings(lr=1e-4, ppo_epochs=1, micro_batch_tokens=4096, **kw)
+    return Learner(model, settings, temperature=1.0)
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_constrained_update_moves_the_played_moves_probability_with_the_advantage(tiny, sign):
+    model, tok = tiny
+    policy = build_policy(model, tok, action_mode="constrained", prompt_style="compact", seed=1)
+    collector = RolloutCollector(policy, ["KuhnPoker-v2"], {"KuhnPoker-v2": {"rounds": 1}}, num_envs=8,
+                                 sampling=Sampling(1.0, 1.0, 8), keep_all=True)  # fmt: skip
+    turns = collector.collect(8).turns
+    for t in turns:
+        t.advantage = sign
+    before = [float(t.old_logprobs[0]) for t in turns]
+    metrics = _learner(model).update(turns, 0)
+    assert metrics["train/ratio_mean"] == pytest.approx(1.0, abs=1e-4)  # old log-probs are the learner's
+    assert 0 < metrics["train/distinct_prompts"] <= len(turns)
+    after = []
+    for t in turns:
+        sc = score_candidates(model, [t.prompt_ids], [t.candidates])[0]
+        after.append(float(torch.log_softmax(sc, -1)[t.choice]))
+    moved = sum(a - b for a, b in zip(after, before, strict=True))
+    assert moved * sign > 0
+
+
+def _mean_kl_and_entropy(model, ref, turns) -> tuple[float, float]:
+    """Exact KL(model || ref) and entropy over the legal moves, averaged over the turns' prompts."""
+    kl = ent = 0.0
+    with torch.no_grad():
+        for t in turns:
+            lp = torch.log_softmax(score_candidates(model, [t.prompt_ids], [t.candidates])[0], -1)
+            lq = torch.log_softmax(score_candidates(ref, [t.prompt_ids], [t.candidates])[0], -1)
+            kl += float((lp.exp() * (lp - lq)).sum()) / len(turns)
+            ent += float(-(lp.exp() * lp).sum()) / len(turns)
+    return kl, ent
+
+
+def test_entropy_bonus_and_kl_to_a_reference_pull_as_they_should(tiny):
+    import copy
+
+    from spiral.model import plain_copy
+
+    model, tok = tiny
+    policy = build_policy(model, tok, action_mode="constrained", prompt_style="compact", seed=2)
+    collector = RolloutCollector(policy, ["KuhnPoker-v2"], {"KuhnPoker-v2": {"rounds": 1}}, num_envs=8,
+                                 sampling=Sampling(1.0, 1.0, 8), keep_all=True)  # fmt: skip
+    turns = collector.collect(8).turns
+    for t in turns:
+        t.advantage = 0.0  # no policy-gradient signal: only the regularisers act
+    ref = plain_copy(model, torch.float32)
+    result = {}
+    for name, ent_coef, kl_coef in [("up", 1.0, 0.0), ("down", -1.0, 0.0), ("down+kl", -1.0, 20.0)]:
+        m = copy.deepcopy(model)
+        learner = Learner(m, LearnerSettings(lr=1e-3, ppo_epochs=1, entropy_coef=ent_coef, kl_coef=kl_coef), 1.0,
+                          ref_model=ref)  # fmt: skip
+        for step in range(3):
+            metrics = learner.update(turns, step)
+        result[name] = _mean_kl_and_entropy(m, ref, turns)
+        if kl_coef:
+            assert metrics["train/kl"] > 0  # logged once the policy has left its reference
+    assert result["up"][1] > result["down"][1]  # the bonus raises the entropy over legal moves
+    assert result["down+kl"][0] < result["down"][0]  # the KL term holds the policy nearer its reference
