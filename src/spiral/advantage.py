@@ -16,7 +16,6 @@ learns as "play more like this everywhere"; with a state baseline only the diffe
 from __future__ import annotations
 
 import hashlib
-
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -57,7 +56,7 @@ class AdvantageEstimator:
     def state_advantage(self, env_id: str, role: int, prompt_ids, ret: float) -> float:
         """Advantage of one turn against its prompt's baseline (started from the role's); updates both."""
         role_key = self.key(env_id, role)
-        k = f"{role_key}/{hashlib.sha1(repr(list(prompt_ids)).encode()).hexdigest()[:16]}"
+        k = f"{role_key}#{hashlib.sha1(repr(list(prompt_ids)).encode()).hexdigest()[:16]}"
         start = self.baselines.get(k, self.baselines.get(role_key, 0.0))
         adv, self.baselines[k] = rae_update(start, float(ret), self.decay, self.order)
         return adv

@@ -102,6 +102,11 @@ class AdvantageSettings:
     estimator: str = opt("rae", "rae (baseline per game and role) or none (raw returns: the ablation)")
     decay: float = opt(0.95, "EMA decay of the RAE baselines")
     order: str = opt("code", "code: advantage from the baseline before its update; paper: after it")
+    key_by: str = opt(
+        "role",
+        "role: one baseline per (game, role), the paper's RAE; state: one per (game, role, prompt), started "
+        "from the role's (removes the luck of the deal where prompts repeat, e.g. Kuhn's 12 information sets)",
+    )
 
 
 @dataclass
@@ -391,6 +396,7 @@ def validate(s: Settings) -> None:
     _choice("rollout.parse_mode", r.parse_mode, ("strict", "lenient"))
     _choice("advantage.estimator", a.estimator, ("rae", "none"))
     _choice("advantage.order", a.order, ("code", "paper"))
+    _choice("advantage.key_by", a.key_by, ("role", "state"))
     _choice("warmup.accept", w.accept, ("strict", "lenient"))
     if e.parse_mode:
         _choice("eval.parse_mode", e.parse_mode, ("strict", "lenient"))

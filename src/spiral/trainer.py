@@ -165,7 +165,7 @@ class Trainer:
 
             self.remote = RayRollout(self.s, log=self.log)
         a = self.s.advantage
-        self.estimator = AdvantageEstimator(a.estimator, a.decay, a.order)
+        self.estimator = AdvantageEstimator(a.estimator, a.decay, a.order, a.key_by)
         share = m.share_prefix and not m.gradient_checkpointing
         self.learner = Learner(self.model, self.s.learner, r.temperature, learner_dtype(self.s), ref, share)
         self.readouts: list[dict] = []  # exact Kuhn readouts of this run (eval/exploitability.jsonl)
@@ -416,7 +416,7 @@ class Trainer:
             "train/seconds": time.perf_counter() - t1,
             "time/step_seconds": time.perf_counter() - t0,
         })  # fmt: skip
-        metrics.update({f"rae/{k}": v for k, v in self.estimator.baselines.items()})
+        metrics.update({f"rae/{k}": v for k, v in self.estimator.baselines.items() if "#" not in k})
         self._save_samples(rollout.turns[:4])
         return metrics
 
