@@ -190,6 +190,10 @@ class RunSettings:
     """Length, seed, output and checkpointing."""
 
     steps: int = opt(100, "self-play training steps")
+    max_minutes: float = opt(
+        0.0,
+        "stop after this many minutes of self-play steps (evaluation excluded; counted across resumes; 0 = no limit)",
+    )
     seed: int = opt(0, "seed of games, sampling, turn selection and model init")
     out: str = opt("runs/spiral", "run folder")
     save_every: int = opt(10, "checkpoint every K steps (and always at the end)")
@@ -413,7 +417,7 @@ def validate(s: Settings) -> None:
     for key, v in [("run.steps", run.steps), ("warmup.rounds", w.rounds), ("eval.every", e.every),
                    ("eval.games", e.games), ("eval.num_envs", e.num_envs), ("learner.kl_coef", lr.kl_coef),
                    ("learner.warmup_steps", lr.warmup_steps), ("run.keep_checkpoints", run.keep_checkpoints),
-                   ("warmup.max_per_action", w.max_per_action), ("warmup.top_up", w.top_up), ("run.threads", run.threads),
+                   ("warmup.max_per_action", w.max_per_action), ("warmup.top_up", w.top_up), ("run.threads", run.threads), ("run.max_minutes", run.max_minutes),
                    ("learner.grad_clip", lr.grad_clip), ("learner.weight_decay", lr.weight_decay),
                    ("learner.entropy_coef", lr.entropy_coef), ("learner.micro_batch_tokens", lr.micro_batch_tokens),
                    ("rollout.pool_size", r.pool_size), ("eval.exploitability_every", e.exploitability_every)]:  # fmt: skip

@@ -122,6 +122,9 @@ class Trainer:
         seed_everything(settings.run.seed)
         ckpt = load_checkpoint(run.latest_checkpoint()[1]) if resume and run.latest_checkpoint() else None
         self.step = int(ckpt.state["step"]) if ckpt else 0
+        self.train_seconds = (
+            float(ckpt.state.get("train_seconds", 0.0)) if ckpt else 0.0
+        )  # self-play steps only
         self.warmup_done = bool(ckpt.state["warmup_done"]) if ckpt else settings.warmup.rounds == 0
         self._build(ckpt)
         self.metrics = MetricsLogger(run.path, resume_step=self.step if ckpt else None)
@@ -195,6 +198,7 @@ class Trainer:
         py = self.collector.rng.getstate()
         state = {
             "step": self.step,
+            "train_seconds": self.train_seconds,
             "warmup_done": self.warmup_done,
             "learner": self.learner.state_dict(),
             "estimator": self.estimator.state_dict(),
@@ -297,7 +301,14 @@ class Trainer:
             while self.step < s.run.steps:
                 last = self.train_step()
                 self.step += 1
-                done = self.step == s.run.steps
+                self.train_seconds += last["time/step_seconds"]
+                last["time/train_minutes"] = self.train_seconds / 60
+                out_of_time = bool(s.run.max_minutes) and self.train_seconds >= 60 * s.run.max_minutes
+                done = self.step == s.run.steps or out_of_time
+                if out_of_time and self.step < s.run.steps:
+                    self.log(
+                        f"run.max_minutes={s.run.max_minutes:g} reached after step {self.step}: finishing"
+                    )
                 if s.eval.every and self.step % s.eval.every == 0 or done:
                     last.update(self.evaluate("final" if done else None))
                 k = s.eval.exploitability_every
@@ -309,6 +320,8 @@ class Trainer:
                 if self.step % s.run.save_every == 0 or done:
                     self.save()
                 bar.update(1, _headline(last))
+                if done:
+                    break
         if self.remote is not None:
             self.remote.close()
         self.metrics.close()

@@ -126,7 +126,7 @@ def _finish(g: dict[str, Any], env_id: str, opponent_name: str, seed: int) -> Ga
 
 def summarize_games(results: list[GameResult]) -> dict[str, Any]:
     """Rates with Wilson 95 % intervals, mean game length and response lengths; overall and per seat."""
-    from spiral.evaluation.stats import wilson_interval
+    from spiral.evaluation.stats import mean_interval, wilson_interval
 
     def block(rs: list[GameResult]) -> dict[str, Any]:
         n = len(rs)
@@ -146,6 +146,7 @@ def summarize_games(results: list[GameResult]) -> dict[str, Any]:
             "opponent_invalid_rate": sum(r.opponent_invalid for r in rs) / n if n else 0.0,
             "invalid_per_move": sum(r.invalid for r in rs) / model_turns if model_turns else 0.0,
             "mean_reward": sum(r.reward for r in rs) / n if n else 0.0,
+            "mean_reward_ci": list(mean_interval([r.reward for r in rs])[1:]) if n else [0.0, 0.0],
             "mean_turns": sum(r.turns for r in rs) / n if n else 0.0,
             "mean_response_chars": sum(chars) / len(chars) if chars else 0.0,
             "mean_response_tokens": sum(tokens) / len(tokens) if tokens else None,

@@ -162,3 +162,44 @@ def test_entropy_bonus_and_kl_to_a_reference_pull_as_they_should(tiny):
             assert metrics["train/kl"] > 0  # logged once the policy has left its reference
     assert result["up"][1] > result["down"][1]  # the bonus raises the entropy over legal moves
     assert result["down+kl"][0] < result["down"][0]  # the KL term holds the policy nearer its reference
+
+
+CONSTRAINED = ["--preset", "tiny-test", "--threads", "1", "--set", "run.plots=false", "--set",
+               "rollout.action_mode=constrained", "--set", "eval.exploitability_every=1", "--set",
+               "rollout.keep_all_turns=true", "--set", "model.prompt_style=compact", "--set", "learner.kl_coef=0.1",
+               "--set", "eval.every=0"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_constrained_run_logs_exploitability_and_resumes_exactly(tmp_path):
+    import json
+
+    from runkit.metrics import read_metrics
+    from spiral.cli import main
+
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    assert main(["train", *CONSTRAINED, "--steps", "3", "--out", str(whole)]) == 0
+    assert main(["train", *CONSTRAINED, "--steps", "2", "--out", str(part), "--set", "run.save_every=1"]) == 0
+    assert main(["train", "--resume", str(part), "--steps", "3", "--threads", "1"]) == 0
+    rows = [json.loads(x) for x in (whole / "eval" / "exploitability.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 1, 2, 3] and all(0 <= r["exploitability"] <= 2 for r in rows)
+    assert set(rows[0]["probs"]) == set(KEYS) and (whole / "reference" / "config.json").is_file()
+    a, b = read_metrics(whole / "metrics.jsonl"), read_metrics(part / "metrics.jsonl")
+    assert a[-1]["train/loss"] == b[-1]["train/loss"] and a[-1]["train/kl"] == b[-1]["train/kl"]
+    assert a[-1]["eval/exploitability"] == pytest.approx(b[-1]["eval/exploitability"], abs=1e-9)
+    assert a[-1]["eval/avg_exploitability"] == pytest.approx(b[-1]["eval/avg_exploitability"], abs=1e-9)
+    assert all(r.get("rollout/invalid_rate", 0.0) == 0.0 for r in a)
+
+
+def test_max_minutes_ends_the_run_with_its_final_evaluation(tmp_path):
+    from runkit.metrics import read_metrics
+    from spiral.cli import main
+
+    out = tmp_path / "run"
+    assert (
+        main(["train", *CONSTRAINED, "--steps", "50", "--out", str(out), "--set", "run.max_minutes=0.0001"])
+        == 0
+    )
+    rows = read_metrics(out / "metrics.jsonl")
+    assert rows[-1]["step"] == 1 and "eval/exploitability" in rows[-1] and rows[-1]["time/train_minutes"] > 0
+    assert (out / "checkpoints" / "step_000001").is_dir()
