@@ -15,7 +15,7 @@ export WANDB_MODE := offline
 export TOKENIZERS_PARALLELISM := false
 export MPLCONFIGDIR ?= $(or $(TMPDIR),/tmp)/spiral-tm-mplconfig
 
-.PHONY: setup demo test test-fast bench bench-games bench-rollout bench-matmuls bench-tm lint format clean
+.PHONY: setup demo test test-fast bench bench-games bench-rollout bench-matmuls bench-learner bench-tm lint format clean
 
 setup: $(STAMP)
 
@@ -45,7 +45,7 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
-bench: bench-games bench-rollout bench-matmuls bench-tm
+bench: bench-games bench-rollout bench-matmuls bench-learner bench-tm
 
 bench-games: $(STAMP)
 	$(PY) benchmarks/game_speed.py
@@ -55,6 +55,9 @@ bench-rollout: $(STAMP)
 
 bench-matmuls: $(STAMP)
 	$(PY) benchmarks/decode_matmuls.py
+
+bench-learner: $(STAMP)
+	$(PY) benchmarks/learner_throughput.py
 
 bench-tm: $(STAMP)
 	$(PY) benchmarks/tm_quality_vs_nfe.py

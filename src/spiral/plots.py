@@ -18,6 +18,8 @@ PANELS = [
      lambda k: k in ("rollout/response_tokens", "rollout/response_chars")),
     ("loss", "Training loss", "loss", lambda k: k in ("train/loss", "train/pg_loss", "train/kl")),
     ("grad_norm", "Gradient norm (before clipping)", "norm", lambda k: k == "train/grad_norm"),
+    ("exploitability", "Kuhn exploitability, exact readout (uniform random 0.458, Nash 0)", "chips per game",
+     lambda k: k in ("eval/exploitability", "eval/avg_exploitability")),
     ("returns", "Returns and RAE baselines", "value",
      lambda k: k == "rollout/return_mean" or k.startswith("rae/") or k.endswith("/p0_win_rate")),
 ]  # fmt: skip

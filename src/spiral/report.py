@@ -355,6 +355,39 @@ def _overview(run: Path, config: dict[str, Any], rows: list[dict[str, Any]]) -> 
     return f"{table}<details><summary>full config.json</summary><pre>{cfg}</pre></details>"
 
 
+def exploitability_section(run: Path) -> str:
+    """The exact-readout table of eval/exploitability.jsonl: first, best and last readout beside Nash."""
+    from spiral.agents.kuhn import KEYS, nash_policy
+
+    rows = [r for r in _read_jsonl(run / "eval" / "exploitability.jsonl") if isinstance(r.get("probs"), dict)]
+    if not rows:
+        return ""
+    best = min(rows, key=lambda r: float(r.get("exploitability", math.inf)))
+    shown = {"first": rows[0], "best": best, "last": rows[-1]}
+    nash = nash_policy(0.0)
+
+    def cell(v: Any) -> str:
+        return html.escape(f"{v:.2f}" if isinstance(v, (int, float)) else str(v))
+
+    head = "".join(f"<th>{html.escape(k)}</th>" for k in KEYS)
+    body = [
+        f"<tr><td>Nash (alpha 0)</td><td></td><td>0</td>{''.join(f'<td>{nash[k]:.2f}</td>' for k in KEYS)}</tr>"
+    ]
+    for name, r in shown.items():
+        probs = r["probs"]
+        body.append(
+            f"<tr><td>{html.escape(name)}</td><td>{cell(r.get('step'))}</td><td>{cell(r.get('exploitability'))}"
+            f"</td>{''.join(f'<td>{cell(probs.get(k))}</td>' for k in KEYS)}</tr>"
+        )
+    last = rows[-1]
+    return (
+        f"<p>P(bet or call) at each information set, read from the logits; {len(rows)} readouts. Last: "
+        f"exploitability {cell(last.get('exploitability'))}, average policy {cell(last.get('avg_exploitability'))}"
+        " (uniform random 0.458).</p>"
+        f"<table><tr><th>readout</th><th>step</th><th>exploitability</th>{head}</tr>{''.join(body)}</table>"
+    )
+
+
 def build_report(run_dir: str | Path, out: str | Path | None = None, transcripts: int = 2) -> Path:
     """Write the run's report.html (or `out`) and return its path."""
     run = Path(run_dir)
@@ -383,6 +416,9 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, transcripts
         curves = "".join(f"<h3>{html.escape(n)}</h3>{image_html(b, n)}" for n, b in drawn)
     sections.append(("Training curves", curves or "<p><em>no metrics logged yet</em></p>"))
     sections.append(("Evaluation during training", eval_tables(rows)))
+    readout = exploitability_section(run)
+    if readout:
+        sections.append(("Kuhn policy readout and exploitability", readout))
 
     eval_dir = run / "eval"
     summaries = sorted(eval_dir.rglob("summary.json")) if eval_dir.is_dir() else []

@@ -164,4 +164,11 @@ def run(args: argparse.Namespace) -> int:
     for k in sorted(last):
         if k.startswith("eval/") and k.endswith("win_rate") and "seat" not in k:
             print(f"  {k} = {last[k]:.3f}")
+    if trainer.readouts:
+        first, end = trainer.readouts[0], trainer.readouts[-1]
+        print(
+            f"Kuhn exploitability (exact readout; uniform random 0.458, Nash 0): {first['exploitability']:.3f} at "
+            f"step {first['step']} -> {end['exploitability']:.3f} at step {end['step']} (average policy "
+            f"{end['avg_exploitability']:.3f})"
+        )
     return 0
