@@ -359,7 +359,10 @@ def exploitability_section(run: Path) -> str:
     """The exact-readout table of eval/exploitability.jsonl: first, best and last readout beside Nash."""
     from spiral.agents.kuhn import KEYS, nash_policy
 
-    rows = [r for r in _read_jsonl(run / "eval" / "exploitability.jsonl") if isinstance(r.get("probs"), dict)]
+    path = run / "eval" / "exploitability.jsonl"
+    if not path.is_file():
+        return ""
+    rows = [r for r in _read_jsonl(path) if isinstance(r.get("probs"), dict)]
     if not rows:
         return ""
     best = min(rows, key=lambda r: float(r.get("exploitability", math.inf)))

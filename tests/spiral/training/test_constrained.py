@@ -203,3 +203,29 @@ def test_max_minutes_ends_the_run_with_its_final_evaluation(tmp_path):
     rows = read_metrics(out / "metrics.jsonl")
     assert rows[-1]["step"] == 1 and "eval/exploitability" in rows[-1] and rows[-1]["time/train_minutes"] > 0
     assert (out / "checkpoints" / "step_000001").is_dir()
+
+
+def test_eval_exploitability_exact_cli(capsys):
+    import json
+
+    from spiral.cli import main
+
+    assert main(["eval", "exploitability", "--policy", "tiny", "--exact", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["method"] == "exact" and set(out["probs"]) == set(KEYS)
+    assert out["exploitability"] == pytest.approx(openspiel_exploitability(out["probs"]), abs=1e-9)
+    assert all(0 <= v <= 1 for v in out["legal_mass"].values())
+
+
+def test_report_shows_the_readout_and_survives_a_damaged_file(tmp_path):
+    import json
+
+    from spiral.report import exploitability_section
+
+    assert exploitability_section(tmp_path) == ""  # no readouts: no section
+    (tmp_path / "eval").mkdir()
+    row = {"step": 0, "exploitability": 0.5, "avg_exploitability": 0.5, "probs": dict.fromkeys(KEYS, 0.5)}
+    lines = [json.dumps(row), "not json", json.dumps({**row, "step": 5, "probs": {"J": "<b>"}})]
+    (tmp_path / "eval" / "exploitability.jsonl").write_text("\n".join(lines))
+    html = exploitability_section(tmp_path)
+    assert "Nash (alpha 0)" in html and "<b>" not in html and "&lt;b&gt;" in html
