@@ -51,3 +51,26 @@ def _json_default(o: Any) -> Any:
 def read_json(path: str | os.PathLike) -> Any:
     """Read a JSON file."""
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def truncate_jsonl(path: str | os.PathLike, max_step: int, key: str = "step") -> int:
+    """Rewrite an append-only JSONL log without the rows whose `key` exceeds `max_step` (work lost with an
+    interrupted run, replayed after a resume); unreadable lines are dropped too. Returns the rows removed."""
+    p = Path(path)
+    if not p.is_file():
+        return 0
+    kept, removed = [], 0
+    for line in p.read_bytes().splitlines():
+        try:
+            row = json.loads(line.decode("utf-8"))
+        except ValueError:
+            removed += 1
+            continue
+        step = row.get(key) if isinstance(row, dict) else None
+        if isinstance(step, (int, float)) and not isinstance(step, bool) and step <= max_step:
+            kept.append(row)
+        else:
+            removed += 1
+    if removed:
+        atomic_write_text(p, "".join(json.dumps(r) + "\n" for r in kept))
+    return removed

@@ -20,7 +20,7 @@ import torch
 
 from runkit.checkpoint import checkpoint_name, load_checkpoint, prune_checkpoints, save_checkpoint
 from runkit.errors import UserError
-from runkit.io import atomic_write_json, atomic_write_text
+from runkit.io import atomic_write_json, atomic_write_text, truncate_jsonl
 from runkit.metrics import MetricsLogger
 from runkit.progress import ProgressBar
 from runkit.rundir import RunDir
@@ -130,6 +130,8 @@ class Trainer:
         self.metrics = MetricsLogger(run.path, resume_step=self.step if ckpt else None)
         if ckpt:
             self._restore(ckpt.state)
+            for log in ("transcripts/selfplay.jsonl", "eval/exploitability.jsonl"):  # drop replayed steps
+                truncate_jsonl(run.path / log, self.step)
             self.log(f"resumed from {ckpt.path} at step {self.step}")
 
     # ---- setup ----------------------------------------------------------------------------------

@@ -229,3 +229,36 @@ def test_report_shows_the_readout_and_survives_a_damaged_file(tmp_path):
     (tmp_path / "eval" / "exploitability.jsonl").write_text("\n".join(lines))
     html = exploitability_section(tmp_path)
     assert "Nash (alpha 0)" in html and "<b>" not in html and "&lt;b&gt;" in html
+
+
+@pytest.mark.slow
+def test_resume_after_a_lost_checkpoint_replays_no_transcript_or_readout_twice(tmp_path):
+    import json
+    import shutil
+    from collections import Counter
+
+    from spiral.cli import main
+
+    run = tmp_path / "run"
+    args = ["--set", "run.save_every=2", "--set", "run.keep_checkpoints=0"]
+    assert main(["train", *CONSTRAINED, "--steps", "3", "--out", str(run), *args]) == 0
+    whole = Counter(
+        json.loads(x)["step"] for x in (run / "transcripts" / "selfplay.jsonl").read_text().splitlines()
+    )
+    shutil.rmtree(run / "checkpoints" / "step_000003")  # killed while writing step 3's checkpoint
+    assert main(["train", "--resume", str(run), "--steps", "3", "--threads", "1"]) == 0
+    again = Counter(
+        json.loads(x)["step"] for x in (run / "transcripts" / "selfplay.jsonl").read_text().splitlines()
+    )
+    assert again == whole  # step 3 once, not twice
+    steps = [json.loads(x)["step"] for x in (run / "eval" / "exploitability.jsonl").read_text().splitlines()]
+    assert steps == [0, 1, 2, 3]
+
+
+def test_truncate_jsonl_keeps_rows_up_to_the_step(tmp_path):
+    from runkit.io import truncate_jsonl
+
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(b'{"step": 1}\n{"step": 2}\nnot json\n\xff\n{"step": 3}\n[1]\n')
+    assert truncate_jsonl(path, 2) == 4 and path.read_text() == '{"step": 1}\n{"step": 2}\n'
+    assert truncate_jsonl(path, 2) == 0 and truncate_jsonl(tmp_path / "missing.jsonl", 0) == 0
