@@ -192,12 +192,40 @@ def load_tokenizer(spec: str):
 
 def load_model(spec: str, tokenizer) -> nn.Module:
     """The fp32 causal LM of a model spec (LoRA adapters in a checkpoint folder are merged in)."""
-    from transformers import AutoModelForCausalLM
-
     if spec == "tiny" or spec.startswith("tiny:"):
         return tiny_model(len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id)
     folder = smollm2_dir() if spec in SMOLLM2_ALIASES else resolve_folder(spec)
-    return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    return load_weights_checked(folder)
+
+
+def load_weights_checked(folder: Path):
+    """`from_pretrained` of a folder, refusing what would load silently wrong: a spiral checkpoint whose files no
+    longer match their manifest, pickled weights only, or weights that lack some of the model's tensors."""
+    from transformers import AutoModelForCausalLM
+
+    folder = Path(folder)
+    if (folder / "manifest.json").is_file():  # a runkit checkpoint: every file hashed when it was written
+        from runkit.checkpoint import verify_checkpoint
+
+        verify_checkpoint(folder)
+    if not list(folder.glob("*.safetensors")):
+        pickled = sorted(p.name for p in folder.glob("*.bin")) + sorted(p.name for p in folder.glob("*.pt"))
+        what = f"only pickled weights ({', '.join(pickled)})" if pickled else "no model.safetensors"
+        raise UserError(f"{folder} holds {what}; spiral loads safetensors only (nothing is unpickled)")
+    try:
+        model, info = AutoModelForCausalLM.from_pretrained(
+            folder, dtype=torch.float32, output_loading_info=True
+        )
+    except (OSError, ValueError, RuntimeError) as e:
+        raise UserError(f"cannot load the model in {folder}: {str(e).splitlines()[0][:300]}") from None
+    tied = {"lm_head.weight"} if getattr(model.config, "tie_word_embeddings", False) else set()
+    missing = sorted(set(info.get("missing_keys", [])) - tied)
+    if missing:
+        raise UserError(
+            f"{folder}: the weights lack {len(missing)} of the model's tensors (e.g. {missing[0]}); "
+            "they would start random. The folder is damaged or from another model"
+        )
+    return model
 
 
 def cpu_has_fast_bf16() -> bool:

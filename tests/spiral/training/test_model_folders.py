@@ -1,0 +1,71 @@
+"""Model folders that would load silently wrong are refused with one line (issue #19 item 6)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from runkit.errors import UserError
+from spiral.model import load_model
+
+
+def _save(model, tok, folder, **kw):
+    model.save_pretrained(folder, **kw)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def test_a_plain_folder_loads_with_the_same_weights(tiny, tmp_path):
+    model, tok = tiny
+    loaded = load_model(str(_save(model, tok, tmp_path / "m")), tok)
+    for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
+        assert torch.equal(a, b), k
+
+
+def test_pickled_weights_only_are_refused(tiny, tmp_path):
+    model, tok = tiny
+    folder = _save(model, tok, tmp_path / "m")
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(UserError, match="only pickled weights"):
+        load_model(str(folder), tok)
+
+
+def test_missing_tensors_are_refused(tiny, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    model, tok = tiny
+    folder = _save(model, tok, tmp_path / "m")
+    weights = load_file(str(folder / "model.safetensors"))
+    dropped = next(k for k in weights if "layers.1.mlp" in k)
+    save_file({k: v for k, v in weights.items() if k != dropped}, str(folder / "model.safetensors"),
+              metadata={"format": "pt"})  # fmt: skip
+    with pytest.raises(UserError, match="lack 1 of the model's tensors"):
+        load_model(str(folder), tok)
+
+
+@pytest.mark.slow
+def test_eval_games_refuses_a_checkpoint_with_a_flipped_byte(tmp_path, capsys):
+    from spiral.cli import main
+
+    run = tmp_path / "run"
+    args = [
+        "--preset",
+        "tiny-test",
+        "--threads",
+        "1",
+        "--set",
+        "run.plots=false",
+        "--set",
+        "eval.at_start=false",
+    ]
+    assert main(["train", *args, "--steps", "1", "--out", str(run)]) == 0
+    weights = sorted((run / "checkpoints").glob("step_*/model.safetensors"))[-1]  # the one --model RUN loads
+    data = bytearray(weights.read_bytes())
+    data[-10] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    capsys.readouterr()
+    code = main(
+        ["eval", "games", "--model", str(run), "--games", "KuhnPoker-v2", "--opponents", "random", "--n", "2"]
+    )
+    assert code == 2 and "does not match its hash" in capsys.readouterr().err
