@@ -166,7 +166,8 @@ def require_state(ckpt: Checkpoint, **parts: type | tuple[type, ...]) -> dict[st
                 f"checkpoint {ckpt.path} has no {name!r}; it is damaged or from another program"
             )
         value = state[name]
-        if isinstance(value, bool) or not isinstance(value, kind):
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kind):
             raise CheckpointError(f"checkpoint {ckpt.path}: {name!r} is {value!r:.60}, not of the type saved")
     return state
 

@@ -18,7 +18,13 @@ from typing import Any
 
 import torch
 
-from runkit.checkpoint import checkpoint_name, load_checkpoint, prune_checkpoints, save_checkpoint
+from runkit.checkpoint import (
+    checkpoint_name,
+    load_checkpoint,
+    prune_checkpoints,
+    require_state,
+    save_checkpoint,
+)
 from runkit.errors import UserError
 from runkit.io import atomic_write_json, atomic_write_text, truncate_jsonl
 from runkit.metrics import MetricsLogger
@@ -121,6 +127,9 @@ class Trainer:
             torch.set_num_threads(settings.run.threads)
         seed_everything(settings.run.seed)
         ckpt = load_checkpoint(run.latest_checkpoint()[1]) if resume and run.latest_checkpoint() else None
+        if ckpt is not None:  # a damaged state.json is one line, not a KeyError deep in the restore
+            require_state(ckpt, step=int, warmup_done=bool, learner=dict, estimator=dict, rng=dict,
+                          collector_rng=list, games_started=int)  # fmt: skip
         self.step = int(ckpt.state["step"]) if ckpt else 0
         self.train_seconds = (
             float(ckpt.state.get("train_seconds", 0.0)) if ckpt else 0.0

@@ -69,3 +69,42 @@ def test_eval_games_refuses_a_checkpoint_with_a_flipped_byte(tmp_path, capsys):
         ["eval", "games", "--model", str(run), "--games", "KuhnPoker-v2", "--opponents", "random", "--n", "2"]
     )
     assert code == 2 and "does not match its hash" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("edit", "message"), [("drop learner", "has no 'learner'"), ("text step", "'step' is 'abc'")]
+)
+def test_resume_of_a_damaged_state_is_one_line(tmp_path, capsys, edit, message):
+    import hashlib
+    import json
+
+    from spiral.cli import main
+
+    run = tmp_path / "run"
+    args = [
+        "--preset",
+        "tiny-test",
+        "--threads",
+        "1",
+        "--set",
+        "run.plots=false",
+        "--set",
+        "eval.at_start=false",
+    ]
+    assert main(["train", *args, "--steps", "1", "--out", str(run)]) == 0
+    ckpt = sorted((run / "checkpoints").glob("step_*"))[-1]
+    state = json.loads((ckpt / "state.json").read_text())
+    pairs = state["__dict__"]  # the checkpoint skeleton: a dict is a list of [key, value] pairs
+    if edit == "drop learner":
+        pairs[:] = [p for p in pairs if p[0] != "learner"]
+    else:
+        next(p for p in pairs if p[0] == "step")[1] = "abc"
+    (ckpt / "state.json").write_text(json.dumps(state))
+    manifest = json.loads((ckpt / "manifest.json").read_text())  # re-hashed: only the content is wrong
+    manifest["files"]["state.json"] = hashlib.sha256((ckpt / "state.json").read_bytes()).hexdigest()
+    (ckpt / "manifest.json").write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--steps", "2"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
