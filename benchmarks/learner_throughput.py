@@ -157,7 +157,10 @@ def main() -> int:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
-        Path(args.out).write_text(text, encoding="utf-8")
+        out = Path(args.out)
+        old_text = out.read_text(encoding="utf-8") if out.is_file() else ""
+        notes = old_text[old_text.index("\n## Reading") :] if "\n## Reading" in old_text else ""
+        out.write_text(text + notes, encoding="utf-8")  # the hand-written reading is kept
     return 0
 
 
