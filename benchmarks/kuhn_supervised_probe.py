@@ -71,8 +71,9 @@ def main() -> int:
             pol = {k: float(p[i]) for i, k in enumerate(KEYS)}
             rows.append((step, loss.item(), openspiel_exploitability(pol), pol["Kb"] - pol["Jb"], pol["K"] - pol["J"],
                          pol["Kp"] - pol["Jp"], time.perf_counter() - t0))  # fmt: skip
-            print("step %d loss %.3f exploitability %.3f  P(call) K-J %+.2f  P(bet) K-J %+.2f  after check K-J %+.2f"
-                  "  %.0f s" % rows[-1], flush=True)  # fmt: skip
+            st, lo, ex, dc, db, dp, sec = rows[-1]
+            print(f"step {st} loss {lo:.3f} exploitability {ex:.3f}  P(call) K-J {dc:+.2f}  P(bet) K-J {db:+.2f}  "
+                  f"after check K-J {dp:+.2f}  {sec:.0f} s", flush=True)  # fmt: skip
         if step == args.steps:
             break
         opt.zero_grad()
