@@ -66,10 +66,16 @@ def _complete(folder: Path) -> bool:
 
 def _atomic_folder(target: Path, fill) -> Path:
     """Create `target` by filling a temporary sibling and renaming it (concurrent users never see a half)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.{os.getpid()}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    except OSError as e:
+        raise UserError(
+            f"cannot write the model cache at {target.parent} ({e.strerror or e}); set SPIRAL_CACHE to a "
+            "writable folder"
+        ) from None
     fill(tmp)
     try:
         os.replace(tmp, target)

@@ -108,3 +108,13 @@ def test_resume_of_a_damaged_state_is_one_line(tmp_path, capsys, edit, message):
     assert main(["train", "--resume", str(run), "--steps", "2"]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_unwritable_model_cache_is_one_line(tmp_path, monkeypatch):
+    from spiral.model import _atomic_folder
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    monkeypatch.setenv("SPIRAL_CACHE", str(blocker / "cache"))  # under a file: no folder can be made there
+    with pytest.raises(UserError, match="set SPIRAL_CACHE to a writable folder"):
+        _atomic_folder(blocker / "cache" / "model", lambda tmp: None)
