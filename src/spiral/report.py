@@ -271,6 +271,11 @@ def training_seconds(rows: list[dict[str, Any]]) -> dict[str, float]:
     return {"warmup_s": warm, "selfplay_s": sum(steps), "steps": float(len(steps))}
 
 
+def _md(value: Any) -> str:
+    """A value from a file as one Markdown table cell: pipes escaped, line breaks flattened."""
+    return " ".join(str(value).split()).replace("|", "\\|")
+
+
 def phases_markdown(run_dir: str | Path) -> str:
     """Markdown: training time and, per phase (base, after warm-up, after self-play), each game, opponent and
     seat with the win and invalid-move rates and their Wilson 95 % intervals (from eval/<phase>/summary.json)."""
@@ -312,9 +317,9 @@ def phases_markdown(run_dir: str | Path) -> str:
                     if not b.get("games"):
                         continue
                     lines.append(
-                        f"| {label} | {summary.get('step', '')} | {key} | {seat.replace('seat', '')} | {b['games']} | "
-                        f"{_pct_ci(b['win_rate'], b.get('win_ci'))} | {_pct_ci(b['invalid_rate'], b.get('invalid_ci'))} | "
-                        f"{b['mean_reward']:.3f} |"
+                        f"| {label} | {_md(summary.get('step', ''))} | {_md(key)} | {seat.replace('seat', '')} | "
+                        f"{_md(b['games'])} | {_pct_ci(b['win_rate'], b.get('win_ci'))} | "
+                        f"{_pct_ci(b['invalid_rate'], b.get('invalid_ci'))} | {b['mean_reward']:.3f} |"
                     )
     if not found:
         raise UserError(f"{run} has no eval/<phase>/summary.json; evaluate the run first")

@@ -243,3 +243,16 @@ def test_every_value_read_from_a_file_is_escaped(tmp_path):
     text = build_report(run).read_text(encoding="utf-8")
     assert "<script" not in text and "&lt;script&gt;" in text
     parse(run / "report.html")
+
+
+def test_phase_markdown_escapes_pipes_from_files(tmp_path):
+    from spiral.report import phases_markdown
+
+    run = make_run(tmp_path)
+    (run / "eval" / "0_base").mkdir(parents=True)
+    block = {"games": 2, "win_rate": 0.5, "win_ci": [0.1, 0.9], "invalid_rate": 0.0, "invalid_ci": [0, 0.5],
+             "mean_reward": 0.0}  # fmt: skip
+    (run / "eval" / "0_base" / "summary.json").write_text(json.dumps(
+        {"kind": "games", "step": "1|2", "results": {"Kuhn | evil\nline": {"all": block}}}))  # fmt: skip
+    row = next(line for line in phases_markdown(run).splitlines() if line.startswith("| base"))
+    assert row.count(" | ") == 7 and "Kuhn \\| evil line" in row and "1\\|2" in row
