@@ -90,7 +90,7 @@ def test_exact_readout_is_the_renormalised_box_probability(tiny):
     r = exact_readout(policy, model)
     prompts, cands = _kuhn_inputs(tok)
     for key, p, cs in zip(KEYS, prompts, cands, strict=True):
-        sc = score_candidates(model, [p], [cs])[0]
+        sc = score_candidates(model, [p], [cs])[0].detach()
         assert r.probs[key] == pytest.approx(
             float(torch.softmax(sc, -1)[1]), abs=1e-4
         )  # [bet] / [call] second
