@@ -166,9 +166,7 @@ class Learner:
             ) from None
 
     def _update(self, turns: list, step: int) -> dict[str, float]:
-        lr = self.lr_at(step)
-        for g in self.optimizer.param_groups:
-            g["lr"] = lr
+        lr = self._set_lr(step)
         # similar prompts together: less padding, and shared prefixes when share_prefix is on
         key = (
             (lambda t: t.prompt_ids)
@@ -179,46 +177,54 @@ class Learner:
         micro = [collate(chunk) for chunk in self._micro_batches(order)]
         ref = self._ref_logprobs(micro) if self.s.kl_coef > 0 and self.ref_model is not None else None
         n = len(turns)
+
+        def terms(i: int):
+            mb = micro[i]
+            mask = mb["response_mask"]
+            logp, ent = response_logprobs(self.model, mb, self.temperature, self.share_prefix, True)
+            per_sample, stats = ppo_clip_loss(logp, mb["old_logprobs"], mb["advantages"], mask, self.s.clip,
+                                              self.s.loss_norm)  # fmt: skip
+            pg = per_sample.sum() / n
+            parts = {"pg_loss": pg.item(), "entropy": (ent * mask).sum().item()}
+            loss = pg
+            if ref:
+                kl = kl_penalty(logp, ref[i], mask, self.s.loss_norm).sum() / n
+                loss = loss + self.s.kl_coef * kl
+                parts["kl"] = kl.item()
+            if self.s.entropy_coef:
+                loss = loss - self.s.entropy_coef * ((ent * mask).sum(-1) / self.s.loss_norm).sum() / n
+            return loss, parts, stats, mask.sum().item()
+
+        return self._epochs(len(micro), terms, n, lr)
+
+    def _set_lr(self, step: int) -> float:
+        lr = self.lr_at(step)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        return lr
+
+    def _epochs(self, pieces: int, terms, n: int, lr: float) -> dict[str, float]:
+        """`ppo_epochs` optimizer steps, each accumulating the gradients of `pieces` micro-batches.
+
+        `terms(i)` returns micro-batch i's (loss, summed metric parts, ppo stats, weight in tokens); a
+        non-finite loss or gradient norm skips that optimizer step."""
         sums: dict[str, float] = {}
         skipped = 0
         self.model.train()
         for _epoch in range(self.s.ppo_epochs):
             self.optimizer.zero_grad(set_to_none=True)
             epoch_loss, finite = 0.0, True
-            for i, mb in enumerate(micro):
-                grad = self.s.update
-                with torch.enable_grad() if grad else torch.no_grad(), self.autocast:
-                    logp, ent = response_logprobs(self.model, mb, self.temperature, self.share_prefix, True)
-                    per_sample, stats = ppo_clip_loss(
-                        logp,
-                        mb["old_logprobs"],
-                        mb["advantages"],
-                        mb["response_mask"],
-                        self.s.clip,
-                        self.s.loss_norm,
-                    )
-                    pg = per_sample.sum() / n
-                    kl = (
-                        kl_penalty(logp, ref[i], mb["response_mask"], self.s.loss_norm).sum() / n
-                        if ref
-                        else None
-                    )
-                    loss = pg + self.s.kl_coef * kl if kl is not None else pg
-                    entropy = (ent * mb["response_mask"]).sum() / mb["response_mask"].sum().clamp(min=1)
-                    if self.s.entropy_coef:
-                        per_tok = (ent * mb["response_mask"]).sum(-1) / self.s.loss_norm
-                        loss = loss - self.s.entropy_coef * per_tok.sum() / n
+            for i in range(pieces):
+                with torch.enable_grad() if self.s.update else torch.no_grad(), self.autocast:
+                    loss, parts, stats, w = terms(i)
                 if not torch.isfinite(loss):
                     finite = False
                     break
-                if grad:
+                if self.s.update:
                     loss.backward()
-                w = mb["response_mask"].sum().item()
                 epoch_loss += loss.item()
-                _add(sums, "pg_loss", pg.item())
-                _add(sums, "entropy", entropy.item() * mb["response_mask"].sum().item())
-                if kl is not None:
-                    _add(sums, "kl", kl.item())
+                for k, v in parts.items():
+                    _add(sums, k, v)
                 for k, v in stats.items():
                     if k == "ratio_max":
                         _max(sums, k, v.item())
@@ -261,83 +267,51 @@ class Learner:
         (its candidates share its cache), the turns that played it take their move's log-prob from it."""
         from spiral.actions import score_candidates, token_chunks
 
-        lr = self.lr_at(step)
-        for g in self.optimizer.param_groups:
-            g["lr"] = lr
+        lr = self._set_lr(step)
         keys: dict[tuple, int] = {}
+        members: list[list] = []
         for t in turns:
-            keys.setdefault((tuple(t.prompt_ids), tuple(tuple(c) for c in t.candidates)), len(keys))
+            key = (tuple(t.prompt_ids), tuple(tuple(c) for c in t.candidates))
+            if key not in keys:
+                keys[key] = len(keys)
+                members.append([])
+            members[keys[key]].append(t)
         distinct = list(keys)
         prompts = [list(p) for p, _ in distinct]
         cands = [[list(c) for c in cs] for _, cs in distinct]
-        members: list[list] = [[] for _ in distinct]
-        for t in turns:
-            members[keys[(tuple(t.prompt_ids), tuple(tuple(c) for c in t.candidates))]].append(t)
-        chunks = token_chunks(
-            prompts, max(self.s.micro_batch_tokens, 1) if self.s.micro_batch_tokens > 0 else 4096
-        )
-        ref = (
-            self._constrained_ref(distinct, prompts, cands) if self.s.kl_coef > 0 and self.ref_model else None
-        )
+        chunks = token_chunks(prompts, self.s.micro_batch_tokens if self.s.micro_batch_tokens > 0 else 4096)
+        use_ref = self.s.kl_coef > 0 and self.ref_model is not None
+        ref = self._constrained_ref(distinct, prompts, cands) if use_ref else None
         n = len(turns)
-        sums: dict[str, float] = {}
-        skipped = 0
-        self.model.train()
-        for _epoch in range(self.s.ppo_epochs):
-            self.optimizer.zero_grad(set_to_none=True)
-            epoch_loss, finite = 0.0, True
-            for chunk in chunks:
-                with torch.enable_grad() if self.s.update else torch.no_grad(), self.autocast:
-                    scores = score_candidates(self.model, [prompts[i] for i in chunk], [cands[i] for i in chunk],
-                                              self.temperature)  # fmt: skip
-                logps = [torch.log_softmax(sc.float(), dim=-1) for sc in scores]
-                new, old, adv = [], [], []
-                ent = kl = torch.zeros(())
-                for k, lp in zip(chunk, logps, strict=True):
-                    w = len(members[k]) / n
-                    p = lp.exp()
-                    ent = ent + w * -(p * lp).sum()
-                    if ref is not None:
-                        kl = kl + w * (p * (lp - ref[k])).sum()
-                    for t in members[k]:
-                        new.append(lp[t.choice])
-                        old.append(t.old_logprobs[0])
-                        adv.append(t.advantage)
-                logp = torch.stack(new)[:, None]
-                per_sample, stats = ppo_clip_loss(logp, torch.tensor(old)[:, None], torch.tensor(adv),
-                                                  torch.ones_like(logp), self.s.clip, 1.0)  # fmt: skip
-                pg = per_sample.sum() / n
-                loss = pg - self.s.entropy_coef * ent + (self.s.kl_coef * kl if ref is not None else 0.0)
-                if not torch.isfinite(loss):
-                    finite = False
-                    break
-                if self.s.update:
-                    loss.backward()
-                w = float(len(new))
-                epoch_loss += loss.item()
-                _add(sums, "pg_loss", pg.item())
-                _add(sums, "entropy", ent.item() * n)
+
+        def terms(i: int):
+            chunk = chunks[i]
+            scores = score_candidates(self.model, [prompts[k] for k in chunk], [cands[k] for k in chunk],
+                                      self.temperature)  # fmt: skip
+            new, old, adv = [], [], []
+            ent = kl = torch.zeros(())
+            for k, sc in zip(chunk, scores, strict=True):
+                lp = torch.log_softmax(sc.float(), dim=-1)
+                w, p = len(members[k]) / n, lp.exp()
+                ent = ent + w * -(p * lp).sum()  # exact entropy over the legal moves, weighted by turns
                 if ref is not None:
-                    _add(sums, "kl", kl.item())
-                for k, v in stats.items():
-                    if k == "ratio_max":
-                        _max(sums, k, v.item())
-                    else:
-                        _add(sums, k, v.item() * w)
-                _add(sums, "tokens", w)
-            grad_norm = self._grad_norm() if finite and self.s.update else 0.0
-            if not finite or not math.isfinite(grad_norm):
-                self.optimizer.zero_grad(set_to_none=True)
-                skipped += 1
-                continue
-            if self.s.update:
-                self.optimizer.step()
-            _add(sums, "loss", epoch_loss)
-            _add(sums, "grad_norm", grad_norm)
-            _add(sums, "epochs_done", 1)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.skipped_total += skipped
-        out = self._metrics(sums, n, lr, skipped)
+                    kl = kl + w * (p * (lp - ref[k])).sum()
+                for t in members[k]:
+                    new.append(lp[t.choice])
+                    old.append(t.old_logprobs[0])
+                    adv.append(t.advantage)
+            logp = torch.stack(new)[:, None]
+            per_sample, stats = ppo_clip_loss(logp, torch.tensor(old)[:, None], torch.tensor(adv),
+                                              torch.ones_like(logp), self.s.clip, 1.0)  # fmt: skip
+            pg = per_sample.sum() / n
+            loss = pg - self.s.entropy_coef * ent
+            parts = {"pg_loss": pg.item(), "entropy": ent.item() * n}
+            if ref is not None:
+                loss = loss + self.s.kl_coef * kl
+                parts["kl"] = kl.item()
+            return loss, parts, stats, float(len(new))
+
+        out = self._epochs(len(chunks), terms, n, lr)
         out["train/distinct_prompts"] = float(len(distinct))
         return out
 
