@@ -170,11 +170,6 @@ class LMAgent(Agent):
         return [r.text for r in self.last_responses]
 
 
-def _score_dtype(dtype: str) -> str:
-    """Autocast dtype for scoring moves: bf16 where generation would use bf16."""
-    return "bf16" if resolve_gen_dtype(dtype) == "bf16" else "fp32"
-
-
 def _run_config(spec: str) -> dict:
     """The config.json of the run a checkpoint or run folder belongs to, if any."""
     path = Path(spec)
@@ -211,6 +206,6 @@ def make_lm_agent(
     mode = action_mode or run.get("rollout", {}).get("action_mode", "free")
     style = run.get("model", {}).get("prompt_style", "paper")
     policy = build_policy(model, tokenizer, dtype, batch_size, seed or 0, template, generator=kind,
-                          stop_at_box=stop_at_box, action_mode=mode, score_dtype=_score_dtype(dtype),
+                          stop_at_box=stop_at_box, action_mode=mode, score_dtype=resolve_gen_dtype(dtype),
                           prompt_style=style)  # fmt: skip
     return LMAgent(policy, Sampling(temperature, top_p, max_new), name=f"lm:{Path(spec).name or spec}")

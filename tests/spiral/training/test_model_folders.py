@@ -8,6 +8,18 @@ import torch
 from runkit.errors import UserError
 from spiral.model import load_model
 
+# a seconds-long tiny run whose checkpoints the tests below damage
+TINY_RUN = [
+    "--preset",
+    "tiny-test",
+    "--threads",
+    "1",
+    "--set",
+    "run.plots=false",
+    "--set",
+    "eval.at_start=false",
+]
+
 
 def _save(model, tok, folder, **kw):
     model.save_pretrained(folder, **kw)
@@ -49,17 +61,7 @@ def test_eval_games_refuses_a_checkpoint_with_a_flipped_byte(tmp_path, capsys):
     from spiral.cli import main
 
     run = tmp_path / "run"
-    args = [
-        "--preset",
-        "tiny-test",
-        "--threads",
-        "1",
-        "--set",
-        "run.plots=false",
-        "--set",
-        "eval.at_start=false",
-    ]
-    assert main(["train", *args, "--steps", "1", "--out", str(run)]) == 0
+    assert main(["train", *TINY_RUN, "--steps", "1", "--out", str(run)]) == 0
     weights = sorted((run / "checkpoints").glob("step_*/model.safetensors"))[-1]  # the one --model RUN loads
     data = bytearray(weights.read_bytes())
     data[-10] ^= 0xFF
@@ -82,17 +84,7 @@ def test_resume_of_a_damaged_state_is_one_line(tmp_path, capsys, edit, message):
     from spiral.cli import main
 
     run = tmp_path / "run"
-    args = [
-        "--preset",
-        "tiny-test",
-        "--threads",
-        "1",
-        "--set",
-        "run.plots=false",
-        "--set",
-        "eval.at_start=false",
-    ]
-    assert main(["train", *args, "--steps", "1", "--out", str(run)]) == 0
+    assert main(["train", *TINY_RUN, "--steps", "1", "--out", str(run)]) == 0
     ckpt = sorted((run / "checkpoints").glob("step_*"))[-1]
     state = json.loads((ckpt / "state.json").read_text())
     pairs = state["__dict__"]  # the checkpoint skeleton: a dict is a list of [key, value] pairs
