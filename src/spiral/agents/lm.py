@@ -100,17 +100,20 @@ class ConstrainedPolicy(LMPolicy):
             return []
         if legal is None:
             raise ValueError("constrained decoding needs the legal moves of each observation")
-        prompts = self.format.encode(observations)
-        distinct: dict[tuple, int] = {}
-        for p, lg in zip(prompts, legal, strict=True):
-            distinct.setdefault((tuple(p), tuple(lg)), len(distinct))
+        distinct: dict[
+            tuple, int
+        ] = {}  # (observation, legal moves) -> index: each is encoded and scored once
+        for obs, lg in zip(observations, legal, strict=True):
+            distinct.setdefault((obs, tuple(lg)), len(distinct))
         keys = list(distinct)
+        encoded = self.format.encode([obs for obs, _ in keys])
         cands = [self.candidates.for_legal(list(lg)) for _, lg in keys]
-        scores = self.generator.scores([list(p) for p, _ in keys], cands, sampling.temperature or 1.0)
+        scores = self.generator.scores(encoded, cands, sampling.temperature or 1.0)
         logps = [torch.log_softmax(s, dim=-1) for s in scores]
         out = []
-        for p, lg in zip(prompts, legal, strict=True):
-            k = distinct[(tuple(p), tuple(lg))]
+        for obs, lg in zip(observations, legal, strict=True):
+            k = distinct[(obs, tuple(lg))]
+            p = list(encoded[k])
             lp = logps[k]
             if sampling.temperature == 0:
                 i = int(lp.argmax())
