@@ -17,10 +17,25 @@ TINY = ["--preset", "tiny-test", "--threads", "1", "--set", "run.plots=false"]
 def test_every_preset_loads_and_validates():
     names = preset_names()
     assert {"kuhn-smollm2-cpu", "tictactoe-smollm2-cpu", "multigame-smollm2-cpu", "tiny-test",
-            "demo-kuhn-smollm2", "guess-tiny"} <= set(names)  # fmt: skip
+            "demo-kuhn-smollm2", "guess-tiny", "kuhn-smollm2-freeform", "tictactoe-smollm2-freeform",
+            "kuhn-smollm2-constrained"} <= set(names)  # fmt: skip
     for name in names:
         s = load_settings(name)
         assert s.preset == name and s.rollout.env_ids
+    # the SmolLM2 game presets carry the recipe that learned; the free-form ones keep the warm-up
+    for name in (
+        "kuhn-smollm2-cpu",
+        "tictactoe-smollm2-cpu",
+        "demo-kuhn-smollm2",
+        "kuhn-smollm2-constrained",
+    ):
+        s = load_settings(name)
+        assert (s.rollout.action_mode, s.learner.entropy_coef, s.warmup.rounds) == ("constrained", 0.3, 0), (
+            name
+        )
+    for name in ("kuhn-smollm2-freeform", "tictactoe-smollm2-freeform"):
+        s = load_settings(name)
+        assert s.rollout.action_mode != "constrained" and s.warmup.rounds > 0, name
 
 
 def test_overrides_are_typed_and_reach_nested_tables():
