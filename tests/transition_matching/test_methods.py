@@ -1,4 +1,5 @@
 import math
+import re
 
 import pytest
 import torch
@@ -193,6 +194,46 @@ def test_sampling_errors_are_user_errors():
     for bad in (SampleOptions(steps=0), SampleOptions(head_steps=0), SampleOptions(solver="rk4")):
         with pytest.raises(UserError):
             dtm.sample(dmodel, (2, 1, 2), None, bad, g)
+
+
+BAD_OPTIONS = [
+    (SampleOptions(steps=0), "steps and head steps must be >= 1, got 0 and 4"),
+    (SampleOptions(head_steps=0), "steps and head steps must be >= 1, got 16 and 0"),
+    (SampleOptions(solver="rk4"), "unknown solver 'rk4'"),
+    (SampleOptions(head_solver="rk4"), "unknown solver 'rk4'"),
+    (SampleOptions(steps=0, solver="rk4"), "steps and head steps must be >= 1"),  # steps are checked first
+]
+
+
+@pytest.mark.parametrize("method", ["fm", "dtm", "artm", "fhtm"])
+@pytest.mark.parametrize(("bad", "message"), BAD_OPTIONS)
+def test_every_method_rejects_bad_options(method, bad, message):
+    meth, model = _tiny(method, 2, 2, T=2)
+    g = torch.Generator().manual_seed(0)
+    with pytest.raises(UserError, match=re.escape(message)):
+        meth.sample(model, (2, 2, 2), None, bad, g)
+    fresh = torch.Generator().manual_seed(0)
+    assert torch.equal(torch.rand(4, generator=g), torch.rand(4, generator=fresh))  # nothing was drawn
+
+
+@pytest.mark.parametrize("method", ["artm", "fhtm"])
+def test_causal_methods_sample_only_with_their_trained_t(method):
+    meth, model = _tiny(method, 2, 2, T=2)
+    with pytest.raises(
+        UserError, match=f"this {method.upper()} model was trained with T=2; sample it with --steps 2"
+    ):
+        meth.sample(model, (2, 2, 2), None, SampleOptions(steps=3), torch.Generator())
+
+
+@pytest.mark.parametrize("method", ["fm", "dtm", "artm"])
+@pytest.mark.parametrize("cfg", [1.0, 2.0])
+def test_initial_noise_is_the_generators_first_draw(method, cfg):
+    """X_0 (the first state of the trajectory) is drawn before anything else, with or without guidance."""
+    meth, model = _tiny(method, 2, 3, classes=2, T=2)
+    labels = torch.tensor([0, 1, 1, 0, 1])
+    opts = SampleOptions(steps=2, head_steps=2, cfg=cfg, trajectory=True)
+    res = meth.sample(model, (5, 2, 3), labels, opts, torch.Generator().manual_seed(3))
+    assert torch.equal(res.trajectory[0], torch.randn((5, 2, 3), generator=torch.Generator().manual_seed(3)))
 
 
 def test_continuous_dtm_samples_at_any_t_and_discrete_uses_the_grid():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from runkit.errors import UserError
 from transition_matching.methods.base import (
     LossOutput,
     MethodConfig,
@@ -13,18 +12,12 @@ from transition_matching.methods.base import (
     SampleResult,
     TMModel,
     drop_labels,
-    guidance,
     head_loss,
     solve_head,
+    start_sampling,
 )
 from transition_matching.nn.backbone import KVCache
 from transition_matching.processes import independent_process, parse_schedule
-
-
-def check_steps(name: str, opts: SampleOptions, T: int) -> None:
-    """ARTM and FHTM sample with the T they were trained with."""
-    if opts.steps != T:
-        raise UserError(f"this {name.upper()} model was trained with T={T}; sample it with --steps {T}")
 
 
 class ARTM:
@@ -73,11 +66,8 @@ class ARTM:
         generator: torch.Generator,
     ) -> SampleResult:
         """For each t and each token i: one backbone pass (KV-cached unless opts.cache is off) and a head ODE."""
-        opts.check()
-        check_steps(self.name, opts, self.T)
+        g, X = start_sampling(self.name, model, shape, labels, opts, generator, trained_T=self.T)
         B, n, d = shape
-        g = guidance(labels, opts.cfg, model.null_class)
-        X = torch.randn(shape, generator=generator)
         states, backbone_evals, head_evals = [X], 0, 0
         for k in range(self.T):
             t = self.schedule[k]

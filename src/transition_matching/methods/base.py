@@ -1,4 +1,5 @@
-"""Records and helpers shared by the four methods: settings, loss and sample results, guidance, head ODE."""
+"""Records and helpers shared by the four methods: settings, loss and sample results, guidance, the start of
+sampling, head ODE."""
 
 from __future__ import annotations
 
@@ -124,6 +125,32 @@ def guidance(labels: Tensor | None, scale: float, null: int) -> Guidance:
     if labels is None or scale == 1.0:
         return Guidance(labels, scale, False)
     return Guidance(torch.cat([labels, torch.full_like(labels, null)]), scale, True)
+
+
+def check_steps(name: str, opts: SampleOptions, T: int) -> None:
+    """ARTM and FHTM sample with the T they were trained with."""
+    if opts.steps != T:
+        raise UserError(f"this {name.upper()} model was trained with T={T}; sample it with --steps {T}")
+
+
+def start_sampling(
+    name: str,
+    model: TMModel,
+    shape: tuple[int, int, int],
+    labels: Tensor | None,
+    opts: SampleOptions,
+    generator: torch.Generator,
+    trained_T: int | None = None,
+    noise: bool = True,
+) -> tuple[Guidance, Tensor | None]:
+    """The start of every method's sample(): check the options (and, given trained_T, that opts.steps equals
+    it), set up guidance, and draw X_0 ~ N(0, I) of `shape` as the generator's first draw (None if not noise)."""
+    opts.check()
+    if trained_T is not None:
+        check_steps(name, opts, trained_T)
+    g = guidance(labels, opts.cfg, model.null_class)
+    X = torch.randn(shape, generator=generator) if noise else None
+    return g, X
 
 
 def solve_head(

@@ -13,9 +13,9 @@ from transition_matching.methods.base import (
     SampleResult,
     TMModel,
     drop_labels,
-    guidance,
     head_loss,
     solve_head,
+    start_sampling,
 )
 from transition_matching.processes import interpolate
 
@@ -69,11 +69,9 @@ class DTM:
         generator: torch.Generator,
     ) -> SampleResult:
         """X_0 ~ N(0, I); T = opts.steps transitions, each one backbone pass and a head ODE for all tokens."""
-        opts.check()
+        g, X = start_sampling(self.name, model, shape, labels, opts, generator)
         B, n, d = shape
         T = opts.steps
-        g = guidance(labels, opts.cfg, model.null_class)
-        X = torch.randn(shape, generator=generator)
         states, backbone_evals, head_evals = [X], 0, 0
         for k in range(T):
             tau = torch.full((g.batch(X).shape[0], n), k / T)

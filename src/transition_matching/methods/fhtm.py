@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from transition_matching.methods.artm import check_steps
 from transition_matching.methods.base import (
     LossOutput,
     MethodConfig,
@@ -13,9 +12,9 @@ from transition_matching.methods.base import (
     SampleResult,
     TMModel,
     drop_labels,
-    guidance,
     head_loss,
     solve_head,
+    start_sampling,
 )
 from transition_matching.nn.backbone import KVCache
 from transition_matching.processes import independent_process, parse_schedule
@@ -77,10 +76,8 @@ class FHTM:
         generator: torch.Generator,
     ) -> SampleResult:
         """T*n sequential backbone passes (KV-cached unless opts.cache is off), each followed by a head ODE."""
-        opts.check()
-        check_steps(self.name, opts, self.T)
+        g, _ = start_sampling(self.name, model, shape, labels, opts, generator, trained_T=self.T, noise=False)
         B, n, d = shape
-        g = guidance(labels, opts.cfg, model.null_class)
         times = self.input_times(n)
         seq = torch.zeros(B, 1, d)  # the begin token
         cache = KVCache() if opts.cache else None

@@ -13,7 +13,7 @@ from transition_matching.methods.base import (
     SampleResult,
     TMModel,
     drop_labels,
-    guidance,
+    start_sampling,
 )
 from transition_matching.processes import interpolate
 from transition_matching.solvers import evals_per_step, ode_step
@@ -59,9 +59,7 @@ class FM:
         generator: torch.Generator,
     ) -> SampleResult:
         """Integrate the FM ODE from X_0 ~ N(0, I) with opts.steps steps of opts.solver."""
-        opts.check()
-        g = guidance(labels, opts.cfg, model.null_class)
-        X = torch.randn(shape, generator=generator)  # (B, n, d)
+        g, X = start_sampling(self.name, model, shape, labels, opts, generator)  # X: (B, n, d)
         states = [X]
 
         def u(x: Tensor, t: float) -> Tensor:
