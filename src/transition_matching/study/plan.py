@@ -1,0 +1,178 @@
+"""The plan of the quality-vs-NFE study: data sets, modes, the models of each cell, and the stored results.
+
+A cell is one (data set, seed, model); its rows are one per sampling configuration (steps, head steps).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+STUDY = "tm_quality_vs_nfe"  # the stem of the result files and of the default run folder
+T3 = "0,0.5,0.75,1"  # the paper's T = 3 schedule for ARTM/FHTM
+
+TOY_TRAIN = {"backbone": "transformer", "width": 64, "depth": 2, "head_width": 96, "head_depth": 3,
+             "batch_size": 256, "lr": 1e-3, "warmup": 100, "n_points": 20_000}  # fmt: skip
+DIGIT_TRAIN = {"patch": 4, "width": 64, "depth": 3, "head_width": 96, "head_depth": 2,
+               "batch_size": 128, "lr": 2e-3, "warmup": 100}  # fmt: skip
+MNIST_TRAIN = {**DIGIT_TRAIN, "patch": 7}  # 14x14 MNIST in 4 tokens of 7x7 pixels
+DATA = {  # training settings, guidance scale at sampling, the metrics reported (first = primary)
+    "checkerboard": {"train": TOY_TRAIN, "cfg": 1.0, "metrics": ("w2", "energy")},
+    "8gaussians": {"train": TOY_TRAIN, "cfg": 1.0, "metrics": ("w2", "energy")},
+    "digits": {"train": DIGIT_TRAIN, "cfg": 2.0, "metrics": ("cfid", "class_acc")},
+    "mnist14": {"train": MNIST_TRAIN, "cfg": 2.0, "metrics": ("cfid", "class_acc")},  # optional
+}
+DEFAULT_DATA = ("checkerboard", "8gaussians", "digits")
+IMAGE_DATA = ("digits", "mnist14")
+HIGHER_IS_BETTER = {"class_acc"}
+MODES = {
+    "full": {"seeds": (0, 1, 2), "steps": {"checkerboard": 500, "8gaussians": 500, "digits": 600, "mnist14": 600},
+             "n_eval": 1000, "fm_steps": (4, 8, 16, 32, 64, 128, 256),
+             "dtm": [(T, S) for T in (1, 2, 4, 8, 16, 32) for S in (1, 4, 16)], "ar_T": (1, 2, 3),
+             "ar_head_steps": (4, 16), "time_repeats": 1},
+    "quick": {"seeds": (0,), "steps": {"checkerboard": 200, "8gaussians": 200, "digits": 300, "mnist14": 300},
+              "n_eval": 400, "fm_steps": (4, 16, 64, 256),
+              "dtm": [(T, S) for T in (1, 4, 16) for S in (1, 4)], "ar_T": (1, 3),
+              "ar_head_steps": (4,), "time_repeats": 0},
+}  # fmt: skip
+METHODS = ("fm", "fm-eqtime", "dtm", "artm", "fhtm")
+
+
+def suffix_of(mode_name: str) -> str:
+    """The file-name suffix of a mode: none for the full study, else _<mode>."""
+    return "" if mode_name == "full" else f"_{mode_name}"
+
+
+def models_for(mode: dict) -> list[dict]:
+    """The models trained per data set and seed (name, method and method settings); fm-eqtime not included."""
+    out = [{"name": "fm", "method": "fm"}, {"name": "dtm", "method": "dtm"}]
+    for m in ("artm", "fhtm"):
+        for T in mode["ar_T"]:
+            out.append({"name": f"{m}{T}", "method": m, **({"schedule": T3} if T == 3 else {"T": T})})
+    return out
+
+
+EQTIME = {"name": "fm-eqtime", "method": "fm"}
+
+
+def method_of(name: str) -> str:
+    """fm, fm-eqtime, dtm, artm or fhtm from a model name such as artm3."""
+    return name if name in ("fm", "fm-eqtime", "dtm") else name.rstrip("0123456789")
+
+
+def sampling_grid(mode: dict, name: str, method: str, T: int) -> list[tuple[int, int]]:
+    """(steps, head steps) evaluated for one model."""
+    if method == "fm":
+        return [(s, 1) for s in mode["fm_steps"]]
+    if method == "dtm":
+        return list(mode["dtm"])
+    return [(T, S) for S in mode["ar_head_steps"]]
+
+
+def run_path(root: Path, data: str, seed: int, name: str) -> Path:
+    return root / data / f"seed{seed}" / name
+
+
+def canon(x):
+    """A JSON round trip: tuples become lists, so that settings compare equal with what a JSON file holds."""
+    return json.loads(json.dumps(x))
+
+
+def cell_settings(mode: dict, data: str) -> dict:
+    """Everything that decides the rows of a cell of this data set (compared before a stored cell is reused)."""
+    keys = ("n_eval", "fm_steps", "dtm", "ar_head_steps", "time_repeats")
+    return canon({"data": DATA[data], "steps": mode["steps"][data], **{k: mode[k] for k in keys}})
+
+
+def data_settings(mode: dict, rows: list[dict]) -> dict:
+    """cell_settings of every data set with rows (stored in the JSON)."""
+    return {d: cell_settings(mode, d) for d in DATA if any(r["data"] == d for r in rows)}
+
+
+def plan_cells(
+    datasets, seeds, mode: dict, ar_seeds: int | None = None, methods=METHODS, eqtime: bool = True
+) -> dict[tuple[str, int], list[dict]]:
+    """The cells wanted: (data, seed) -> model specs; ARTM/FHTM only for the first `ar_seeds` seeds."""
+    seeds = list(seeds)
+    ar_seeds = len(seeds) if ar_seeds is None else ar_seeds
+    out = {}
+    for d in datasets:
+        for s in seeds:
+            specs = [sp for sp in models_for(mode) if sp["method"] in methods]
+            specs = [sp for sp in specs if sp["method"] in ("fm", "dtm") or seeds.index(s) < ar_seeds]
+            if eqtime and "fm-eqtime" in methods:
+                specs.append(EQTIME)
+            if specs:
+                out[(d, s)] = specs
+    return out
+
+
+def cells_of(rows: list[dict]) -> dict[tuple[str, int, str], list[dict]]:
+    """The rows of each (data, seed, model) cell."""
+    out: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        out[(r["data"], r["seed"], r["model"])].append(r)
+    return dict(out)
+
+
+def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
+    """old rows with the cells of `new` replaced or added (a cell's rows come from one invocation)."""
+    replaced = set(cells_of(new))
+    return [r for r in old if (r["data"], r["seed"], r["model"]) not in replaced] + list(new)
+
+
+# ----------------------------------------------------------------------------------------- stored results
+
+
+def json_path(out: Path, suffix: str) -> Path:
+    return out / f"{STUDY}{suffix}.json"
+
+
+def load_previous(path: Path, mode_name: str, fresh: bool = False) -> tuple[list[dict], list[dict]]:
+    """Rows and invocation history of an earlier JSON of this mode with the same settings, else nothing."""
+    if fresh or not path.is_file():
+        return [], []
+    prev = json.loads(path.read_text(encoding="utf-8"))
+    if prev.get("mode") != mode_name:
+        print(
+            f"{path.name} holds mode {prev.get('mode')!r}, not {mode_name!r}: starting a new record",
+            flush=True,
+        )
+        return [], []
+    mode, stored = MODES[mode_name], prev.get("settings", {})
+
+    def stale_row(r: dict) -> bool:  # a JSON of the first format has no settings: check its training steps
+        d = r["data"]
+        if d not in DATA:
+            return True
+        if d in stored:
+            return stored[d] != cell_settings(mode, d)
+        return r["model"] != "fm-eqtime" and r["train_steps"] != mode["steps"][d]
+
+    stale = {r["data"] for r in prev["rows"] if stale_row(r)}  # data sets made with other settings
+    if stale:
+        print(f"{path.name}: the cells of {', '.join(sorted(stale))} were made with other settings; they are "
+              "dropped and run again", flush=True)  # fmt: skip
+    history = prev.get("runs")
+    if history is None:  # the first format: one invocation, described by top-level fields
+        history = [{k: prev[k] for k in ("command", "date", "seconds") if k in prev}]
+        history[0]["note"] = "2 CPU cores shared with 2-3 other engineers' jobs, 2 worker processes"
+        history[0]["cells"] = len(cells_of(prev["rows"]))
+    rows = [{"timed_at": history[0].get("date", ""), **r} for r in prev["rows"] if r["data"] not in stale]
+    return rows, history
+
+
+def cell_cache(root: Path, data: str, seed: int, name: str) -> Path:
+    return run_path(root, data, seed, name) / "bench_eval.json"
+
+
+def read_cell_cache(root: Path, data: str, seed: int, name: str, settings: dict) -> list[dict] | None:
+    """The rows a finished cell left in its run folder, if they were made with these settings."""
+    path = cell_cache(root, data, seed, name)
+    if not path.is_file():
+        return None
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(stored, dict) or stored.get("settings") != settings:
+        return None
+    return stored["rows"]

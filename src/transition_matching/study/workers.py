@@ -1,0 +1,202 @@
+"""The study's work: train one model, evaluate the models of one data set and seed, and run a plan of cells on
+worker processes (or in this process)."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import defaultdict
+from concurrent.futures import Future
+from pathlib import Path
+
+from transition_matching.study.plan import (
+    DATA,
+    EQTIME,
+    MODES,
+    canon,
+    cell_cache,
+    cell_settings,
+    cells_of,
+    models_for,
+    run_path,
+    sampling_grid,
+)
+
+
+def train_one(root: str, data: str, seed: int, spec: dict, steps: int) -> dict:
+    """Train one model for `steps` optimizer steps (1 thread); a finished run with the same settings is reused."""
+    import torch
+
+    torch.set_num_threads(1)
+    from runkit.io import atomic_write_json, read_json
+    from runkit.rundir import create_run_dir
+    from transition_matching.config import make_config, resolve
+    from transition_matching.trainer import config_dict, load_training_data, train
+
+    path = run_path(Path(root), data, seed, spec["name"])
+    settings = canon({**DATA[data]["train"], **{k: v for k, v in spec.items() if k != "name"}})
+    done = path / "bench_train.json"
+    if done.is_file():
+        old = read_json(done)
+        if old["steps"] == steps and old.get("settings", settings) == settings:
+            return old
+    cfg = make_config(data=data, seed=seed, steps=steps, ckpt_every=steps, log_every=50, **settings)
+    ds = load_training_data(cfg)
+    cfg = resolve(cfg, ds.n_tokens)
+    if path.exists():  # an unfinished earlier attempt or other settings
+        import shutil
+
+        shutil.rmtree(path)
+    res = train(cfg, create_run_dir(path, config_dict(cfg), kind="tm"), data=ds, progress=False)
+    out = {"data": data, "seed": seed, "name": spec["name"], "method": spec["method"], "steps": res.step,
+           "seconds": res.seconds, "settings": settings}  # fmt: skip
+    atomic_write_json(done, out)
+    return out
+
+
+def equal_time_steps(steps: int, fm_seconds: float, dtm_seconds: float) -> int:
+    """FM steps that take as long as DTM's training at FM's measured rate (rounded to 10)."""
+    return max(10, int(round(steps * dtm_seconds / fm_seconds / 10)) * 10)
+
+
+def eval_one(
+    root: str, data: str, seed: int, mode_name: str, names: list[str], stamp: str = ""
+) -> list[dict]:
+    """Evaluate the named models of one data set and seed; each model's rows go to its run folder (cell cache)."""
+    from runkit.io import atomic_write_json
+
+    out = measure_cells(root, data, seed, mode_name, names, stamp)
+    settings = cell_settings(MODES[mode_name], data)
+    for (_, _, name), cell in cells_of(out).items():
+        atomic_write_json(cell_cache(Path(root), data, seed, name), {"settings": settings, "rows": cell})
+    return out
+
+
+def measure_cells(
+    root: str, data: str, seed: int, mode_name: str, names: list[str], stamp: str
+) -> list[dict]:
+    """Quality and sampling time of every (model, steps, head steps) of the named models, interleaved."""
+    import torch
+
+    torch.set_num_threads(1)
+    from runkit.io import read_json
+    from transition_matching.evaluation import evaluate
+    from transition_matching.model import method_config
+    from transition_matching.runs import default_labels, draw_samples, load_run, sample_options
+
+    mode = MODES[mode_name]
+    loaded = {n: load_run(run_path(Path(root), data, seed, n)) for n in names}
+    jobs = [
+        (n, s, S)
+        for n in names
+        for s, S in sampling_grid(mode, n, loaded[n].config.method, method_config(loaded[n].config).T)
+    ]
+    rng = random.Random(seed)
+    rng.shuffle(jobs)
+    rows, cfg_w, n = {}, DATA[data]["cfg"], mode["n_eval"]
+    for name, steps, S in jobs:  # quality (and one timing) per configuration
+        lr = loaded[name]
+        r = evaluate(lr, n, sample_options(lr, steps=steps, head_steps=S, cfg=cfg_w), seed=1000 + seed)
+        train = read_json(run_path(Path(root), data, seed, name) / "bench_train.json")
+        rows[(name, steps, S)] = {
+            "data": data, "seed": seed, "model": name, "method": lr.config.method, "trained_T": method_config(lr.config).T,
+            "steps": steps, "head_steps": S if lr.method.uses_head else 0, "backbone_evals": r["backbone_evals"],
+            "head_evals": r["head_evals"], "train_steps": train["steps"], "train_seconds": train["seconds"],
+            "times": [r["seconds_per_1000"]], "timed_at": stamp,
+            **{k: r[k] for k in ("w2", "energy", "cfid", "class_acc") if k in r},
+        }  # fmt: skip
+    for _ in range(mode["time_repeats"]):  # extra timing rounds, again interleaved in a fresh order
+        rng.shuffle(jobs)
+        for name, steps, S in jobs:
+            lr = loaded[name]
+            labels = default_labels(lr, 1000)
+            s = draw_samples(lr, 1000, sample_options(lr, steps=steps, head_steps=S, cfg=cfg_w), labels, seed)
+            rows[(name, steps, S)]["times"].append(s.seconds)
+    out = list(rows.values())
+    for r in out:
+        r["seconds_per_1000"] = min(r["times"])
+    return out
+
+
+class InlinePool:
+    """The executor interface run in this process, one task at a time (--jobs 1: no worker processes)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def submit(self, fn, *args) -> Future:
+        fut: Future = Future()
+        try:
+            fut.set_result(fn(*args))
+        except Exception as e:  # noqa: BLE001 - handed to the caller through the future, as a pool would
+            fut.set_exception(e)
+        return fut
+
+
+def run_plan(root: Path, todo: dict, mode_name: str, jobs: int, known: dict, stamp: str = ""):
+    """Train and evaluate the cells in `todo` ((data, seed) -> specs) on `jobs` workers; yields the rows of each
+    (data, seed) as soon as they are evaluated. `known` holds the training results ((data, seed, name) ->
+    {"steps", "seconds"}) of cells already finished, which the equal-time FM run may need.
+
+    Seed-major order, and follow-up work (the equal-time FM run, the evaluation) goes before further training:
+    results arrive early and a run stopped half-way still leaves complete (data, seed) parts for every data set.
+    """
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    mode = MODES[mode_name]
+    specs = {sp["name"]: sp for sp in models_for(mode)}
+    need: dict[tuple, set[str]] = {}  # (data, seed) -> models to train before the equal-time run / evaluation
+    for (d, s), cell_specs in todo.items():
+        names = {sp["name"] for sp in cell_specs if sp["name"] != "fm-eqtime"}
+        if any(sp["name"] == "fm-eqtime" for sp in cell_specs):
+            names |= {n for n in ("fm", "dtm") if (d, s, n) not in known}
+        need[(d, s)] = names
+    cost = {"fhtm": 4, "artm": 3, "dtm": 2, "fm": 1}  # slowest first so that the workers finish together
+    datasets = list(dict.fromkeys(d for d, _ in todo))
+    tasks = [(str(root), d, s, specs[n], mode["steps"][d]) for (d, s), ns in need.items() for n in ns]
+    tasks.sort(key=lambda t: (t[2], datasets.index(t[1]), -cost[t[3]["method"]], t[3]["name"]))  # seed-major
+    todo_q, ready, in_flight = deque(tasks), deque(), {}
+    trained: dict[tuple, dict] = defaultdict(dict)
+
+    def next_step(
+        d: str, s: int
+    ) -> None:  # all trainings of (d, s) done: the equal-time run or the evaluation
+        names = [sp["name"] for sp in todo[(d, s)]]
+        if "fm-eqtime" in names and "fm-eqtime" not in trained[(d, s)]:
+            fm = trained[(d, s)].get("fm") or known[(d, s, "fm")]
+            dtm = trained[(d, s)].get("dtm") or known[(d, s, "dtm")]
+            k = equal_time_steps(mode["steps"][d], fm["seconds"], dtm["seconds"])
+            ready.append(("eqtime", (str(root), d, s, EQTIME, k)))
+        else:
+            ready.append(("eval", (str(root), d, s, mode_name, names, stamp)))
+
+    for (d, s), ns in need.items():
+        if not ns:
+            next_step(d, s)
+    t0 = time.time()
+    ctx = multiprocessing.get_context("spawn")
+    with InlinePool() if jobs <= 1 else ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        while todo_q or ready or in_flight:
+            while len(in_flight) < max(1, jobs) and (ready or todo_q):
+                kind, targs = ready.popleft() if ready else ("train", todo_q.popleft())
+                in_flight[pool.submit(eval_one if kind == "eval" else train_one, *targs)] = (kind, targs)
+            finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                kind, targs = in_flight.pop(fut)
+                res = fut.result()
+                if kind == "eval":
+                    print(f"[{time.time() - t0:5.0f} s] evaluated {targs[1]} seed {targs[2]}: {', '.join(targs[4])}",
+                          flush=True)  # fmt: skip
+                    yield res
+                    continue
+                d, s = res["data"], res["seed"]
+                trained[(d, s)][res["name"]] = res
+                print(f"[{time.time() - t0:5.0f} s] trained {d} seed {s} {res['name']}: {res['steps']} steps "
+                      f"in {res['seconds']:.0f} s", flush=True)  # fmt: skip
+                if kind == "eqtime" or need[(d, s)] <= set(trained[(d, s)]):  # the last training of (d, s)
+                    next_step(d, s)
