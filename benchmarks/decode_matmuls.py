@@ -1,4 +1,4 @@
-"""A decode step's matmuls in bf16: the native packed matmul (spiral.native) against oneDNN's prepacked one.
+"""A decode step's matmuls in bf16: the native packed matmul (spiral.generation.native) against oneDNN's prepacked one.
 
 Usage: python benchmarks/decode_matmuls.py [--rows 8 32 64 128 512] [--repeats 7] [--threads 2]
            [--out docs/results/decode_matmuls.md]
@@ -24,8 +24,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from spiral import native  # noqa: E402
-from spiral.engine import linear, pack_linear  # noqa: E402
+from spiral.generation import native  # noqa: E402
+from spiral.generation.fast import linear, pack_linear  # noqa: E402
 
 C, F, LAYERS, VOCAB = 576, 1536, 30, 49152
 SHAPES = [(960, C), (C, C), (2 * F, C), (C, F)]

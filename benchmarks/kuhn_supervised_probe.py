@@ -4,7 +4,7 @@ Usage: python benchmarks/kuhn_supervised_probe.py [--steps 60] [--lr 1e-4] [--fu
            [--style compact] [--out docs/results/kuhn_supervised_probe.md]
 
 No reinforcement learning: the 12 information-set prompts of one-round Kuhn Poker, each move scored exactly as
-constrained decoding scores it (spiral.actions), and a cross-entropy to Kuhn's Nash policy (alpha = 1/6) per
+constrained decoding scores it (spiral.generation.actions), and a cross-entropy to Kuhn's Nash policy (alpha = 1/6) per
 information set, full batch, AdamW, LoRA r = 16 on every projection (or every weight with --full). It separates
 the two reasons a self-play run can stay card-blind: if even direct supervision cannot make P(move) depend on
 the card within N steps, the model and prompt are the bottleneck, not the RL objective. `--card-last` moves
@@ -21,10 +21,10 @@ from pathlib import Path
 
 import torch
 
-from spiral.actions import Candidates, score_candidates
 from spiral.agents.kuhn import KEYS, nash_policy
 from spiral.config import ALL_LORA_TARGETS
 from spiral.evaluation.exploitability import infoset_prompts, openspiel_exploitability
+from spiral.generation.actions import Candidates, score_candidates
 from spiral.model import PromptFormat, add_lora, load_model, load_tokenizer
 
 

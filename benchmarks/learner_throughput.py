@@ -3,13 +3,13 @@
 Usage: python benchmarks/learner_throughput.py [--turns 128] [--repeats 2] [--out docs/results/learner_throughput.md]
 
 One batch of one-round KuhnPoker-v2 turns (random information sets and moves; SmolLM2-135M-Instruct with the
-presets' LoRA r = 16) goes through one PPO epoch of `spiral.learner.Learner` along each path, side by side in
+presets' LoRA r = 16) goes through one PPO epoch of `spiral.training.learner.Learner` along each path, side by side in
 one process (paths interleaved, the best of `--repeats` kept):
 - `old`: the learner as the earlier Kuhn runs used it: the paper's prompt, free-form answers (`\\boxed{move}`
   and the stop token), micro-batches of 4 turns, fp32, 1 thread;
 - `free-fp32` / `free-bf16`: free-form answers, compact prompt, micro-batches of 4,096 tokens (shared prefixes
   computed once per micro-batch), 2 threads, fp32 or bf16 autocast;
-- `constrained-fp32` / `constrained-bf16`: constrained decoding (spiral.actions): each distinct prompt is
+- `constrained-fp32` / `constrained-bf16`: constrained decoding (spiral.generation.actions): each distinct prompt is
   scored once, its turns take their move's log-prob from it, 2 threads.
 Learner GFLOP/s counts the tokens each path really computes (after prefix sharing) at 4 * parameters FLOPs per
 token (forward 2, backward through the activations 2; LoRA computes no weight gradients for frozen weights),
@@ -29,13 +29,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from roofline import gemm_probe  # noqa: E402
-from spiral.actions import Candidates, candidate_text  # noqa: E402
 from spiral.agents.kuhn import KEYS  # noqa: E402
 from spiral.config import ALL_LORA_TARGETS, LearnerSettings  # noqa: E402
 from spiral.evaluation.exploitability import infoset_prompts  # noqa: E402
-from spiral.learner import Learner  # noqa: E402
-from spiral.model import PromptFormat, add_lora, load_model, load_tokenizer, plan_prefixes  # noqa: E402
-from spiral.rollout import Turn  # noqa: E402
+from spiral.generation.actions import Candidates, candidate_text  # noqa: E402
+from spiral.generation.prefix import plan_prefixes  # noqa: E402
+from spiral.model import PromptFormat, add_lora, load_model, load_tokenizer
+from spiral.training.learner import Learner  # noqa: E402
+from spiral.training.rollout import Turn  # noqa: E402
 
 PATHS = ("old", "free-fp32", "free-bf16", "constrained-fp32", "constrained-bf16")
 
@@ -86,7 +87,7 @@ def computed_tokens(turns: list[Turn], chunks: list[list[Turn]], constrained: bo
 def chunks_of(learner: Learner, turns: list[Turn], constrained: bool) -> list[list[Turn]]:
     """The micro-batches the learner forms (constrained: every distinct prompt in token-budget chunks)."""
     if constrained:
-        from spiral.actions import token_chunks
+        from spiral.generation.actions import token_chunks
 
         distinct = {tuple(t.prompt_ids): t for t in turns}
         prompts = [list(p) for p in distinct]

@@ -6,7 +6,7 @@ Usage: python benchmarks/rollout_throughput.py [--batch-sizes 8 32 64] [--rounds
 B concurrent self-play games (Kuhn and TicTacToe alternating) are played round by round; in each round every
 engine generates responses to the same prompts (engines interleaved, their order rotated per round), and the
 games move on with the fast engine's responses. Engines: `plain` (Hugging Face `model.generate`, one
-left-padded batch), `current` (spiral.rollout.Generator), `fast` (spiral.engine.FastGenerator with its native
+left-padded batch), `current` (spiral.generation.hf.HFGenerator), `fast` (spiral.generation.fast.FastGenerator with its native
 kernels where they build), `fast-onednn` (the same with oneDNN's bf16 matmuls instead of the native one) and
 `fast-torch` (the same engine with the native kernels off). The roofline
 comes from GEMM and bandwidth probes run in the same process (benchmarks/roofline.py).
@@ -26,10 +26,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from roofline import Probe, bandwidth_probe, gemm_probe, roofline_tokens_per_s  # noqa: E402
 from spiral.agents.lm import stop_ids  # noqa: E402
-from spiral.engine import FastGenerator  # noqa: E402
 from spiral.games import make  # noqa: E402
+from spiral.generation.base import Generation, Sampling  # noqa: E402
+from spiral.generation.fast import FastGenerator  # noqa: E402
+from spiral.generation.hf import HFGenerator  # noqa: E402
 from spiral.model import PromptFormat, load_model, load_tokenizer, resolve_gen_dtype  # noqa: E402
-from spiral.rollout import Generation, Generator, Sampling  # noqa: E402
 
 GAMES = ("KuhnPoker-v2", "TicTacToe-v0")
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
@@ -166,10 +167,10 @@ def main() -> None:
             if name == "plain":
                 engines[name] = PlainGenerate(model, eos, pad, dtype)
             elif name == "current":
-                engines[name] = Generator(model, eos, pad, dtype, batch_size=B, seed=args.seed)
+                engines[name] = HFGenerator(model, eos, pad, dtype, batch_size=B, seed=args.seed)
             else:
                 t0 = time.perf_counter()
-                # fast-torch: the decode step without spiral.native; fast-onednn: the native kernels with
+                # fast-torch: the decode step without spiral.generation.native; fast-onednn: the native kernels with
                 # oneDNN's matmuls instead of the native one
                 native = False if name == "fast-torch" else None
                 engines[name] = FastGenerator(

@@ -39,7 +39,7 @@ class ModelSettings:
     )
     generator: str = opt(
         "fast",
-        "sampler: fast (spiral.engine: own Llama forward, static KV cache; other architectures fall back to "
+        "sampler: fast (spiral.generation.fast: own Llama forward, static KV cache; other architectures fall back to "
         "hf), hf (the transformers forward) or vllm (GPU, optional extra)",
     )
     prompt_template: str = opt("auto", "auto (chat template when the tokenizer has one), chat, or plain")
@@ -76,7 +76,7 @@ class RolloutSettings:
         "free",
         "free (the model writes its answer; the last \\boxed{} is the move) or constrained (the move is drawn "
         "from the model's renormalised probabilities of the legal moves' \\boxed{move} answers: no invalid "
-        "moves, no free-form reasoning; spiral.actions)",
+        "moves, no free-form reasoning; spiral.generation.actions)",
     )
     keep_all_turns: bool = opt(
         False,

@@ -154,3 +154,9 @@ class BoxStop:
     def closes(self, tokens: list[int]) -> bool:
         """Whether the decoded response holds a complete box."""
         return extract_boxed(self.tokenizer.decode(tokens, skip_special_tokens=True)) is not None
+
+
+def plain_render(messages: list[dict[str, str]]) -> str:
+    """A chat as plain text, for models without a chat template."""
+    role = {"user": "Question", "assistant": "Answer", "system": "System"}
+    return "\n\n".join(f"{role[m['role']]}: {m['content']}" for m in messages) + "\n\nAnswer:"

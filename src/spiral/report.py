@@ -11,14 +11,13 @@ import html
 import io
 import json
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from runkit.errors import UserError
 from runkit.metrics import read_metrics
 from runkit.report import image_html, table_html, write_report
+from spiral.phases import fmt_ci, summary_errors
 
 MAX_PANELS = 12  # subplots per figure
 TRANSCRIPT_CHARS = 1500  # per turn shown; longer observations and responses are cut in the middle
@@ -118,10 +117,6 @@ def eval_tables(rows: list[dict[str, Any]]) -> str:
     return "".join(parts)
 
 
-def _fmt_ci(ci: Any) -> str:
-    return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if isinstance(ci, (list, tuple)) and len(ci) == 2 else ""
-
-
 def games_table(summary: dict[str, Any]) -> str:
     """A `spiral eval games` summary as a table."""
     rows = []
@@ -132,7 +127,7 @@ def games_table(summary: dict[str, Any]) -> str:
                 continue
             rows.append({
                 "game vs opponent": key, "seat": seat.replace("seat", ""), "games": b["games"],
-                "win": b["win_rate"], "win 95% CI": _fmt_ci(b.get("win_ci")), "draw": b["draw_rate"],
+                "win": b["win_rate"], "win 95% CI": fmt_ci(b.get("win_ci")), "draw": b["draw_rate"],
                 "loss": b["loss_rate"], "invalid": b["invalid_rate"], "turns": b["mean_turns"],
                 "response chars": b["mean_response_chars"],
             })  # fmt: skip
@@ -147,7 +142,7 @@ def reasoning_table(summary: dict[str, Any]) -> str:
             continue
         rows.append({
             "task": name, "items": s["items"], "samples": s["samples"], "accuracy": s["accuracy"],
-            "95% CI (items)": _fmt_ci(s.get("ci")), "boxed": s["boxed_rate"],
+            "95% CI (items)": fmt_ci(s.get("ci")), "boxed": s["boxed_rate"],
             "response tokens": s.get("mean_response_tokens") or "", "s/item": s.get("seconds_per_item", ""),
         })  # fmt: skip
     cfg = summary.get("config", {})
@@ -248,97 +243,7 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-# ---- markdown summary ----------------------------------------------------------------------------
-
-PHASES = {
-    "base": "0_base",
-    "warmup": "1_after_warmup",
-    "final": "2_after_selfplay",
-}  # eval/<folder> per phase
-PHASE_LABELS = {"base": "base", "warmup": "after warm-up", "final": "after self-play"}
-
-
-def _pct_ci(rate: float, ci: Any) -> str:
-    return f"{rate:.3f} {_fmt_ci(ci)}".rstrip()
-
-
-def training_seconds(rows: list[dict[str, Any]]) -> dict[str, float]:
-    """Warm-up and self-play seconds as the run measured them (evaluation excluded)."""
-    warm = sum(float(r["warmup/seconds"]) for r in rows if isinstance(r.get("warmup/seconds"), (int, float)))
-    steps = [
-        float(r["time/step_seconds"]) for r in rows if isinstance(r.get("time/step_seconds"), (int, float))
-    ]
-    return {"warmup_s": warm, "selfplay_s": sum(steps), "steps": float(len(steps))}
-
-
-def _md(value: Any) -> str:
-    """A value from a file as one Markdown table cell: pipes escaped, line breaks flattened."""
-    return " ".join(str(value).split()).replace("|", "\\|")
-
-
-def phases_markdown(run_dir: str | Path) -> str:
-    """Markdown: training time and, per phase (base, after warm-up, after self-play), each game, opponent and
-    seat with the win and invalid-move rates and their Wilson 95 % intervals (from eval/<phase>/summary.json)."""
-    run = Path(run_dir)
-    rows = read_metrics(run / "metrics.jsonl") if (run / "metrics.jsonl").is_file() else []
-    t = training_seconds(rows)
-    warm = {k: v for r in rows for k, v in r.items() if k.startswith("warmup/")}
-    lines = [
-        f"Training time (evaluation excluded): warm-up {t['warmup_s'] / 60:.1f} min + "
-        f"{int(t['steps'])} self-play steps {t['selfplay_s'] / 60:.1f} min = "
-        f"{(t['warmup_s'] + t['selfplay_s']) / 60:.1f} min.",
-        "",
-    ]
-    if warm:
-        lines += [
-            "Format probe of the warm-up (valid-move rate of sampled answers, strict / lenient parsing): "
-            f"before {warm.get('warmup/valid_rate_strict_before', float('nan')):.3f} / "
-            f"{warm.get('warmup/valid_rate_lenient_before', float('nan')):.3f}, after "
-            f"{warm.get('warmup/valid_rate_strict_after', float('nan')):.3f} / "
-            f"{warm.get('warmup/valid_rate_lenient_after', float('nan')):.3f}.",
-            "",
-        ]
-    lines += [
-        "| phase | step | game vs opponent | seat | games | win rate [95 % CI] | invalid rate [95 % CI] | mean reward |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    found = False
-    for phase, folder in PHASES.items():
-        label = PHASE_LABELS[phase]
-        path = run / "eval" / folder / "summary.json"
-        if not path.is_file():
-            continue
-        found = True
-        with _summary_errors(path):
-            summary = json.loads(path.read_text(encoding="utf-8"))
-            for key, res in summary.get("results", {}).items():
-                for seat in ("seat0", "seat1", "all"):
-                    b = res.get(seat, {})
-                    if not b.get("games"):
-                        continue
-                    lines.append(
-                        f"| {label} | {_md(summary.get('step', ''))} | {_md(key)} | {seat.replace('seat', '')} | "
-                        f"{_md(b['games'])} | {_pct_ci(b['win_rate'], b.get('win_ci'))} | "
-                        f"{_pct_ci(b['invalid_rate'], b.get('invalid_ci'))} | {b['mean_reward']:.3f} |"
-                    )
-    if not found:
-        raise UserError(f"{run} has no eval/<phase>/summary.json; evaluate the run first")
-    return "\n".join(lines) + "\n"
-
-
 # ---- the page ------------------------------------------------------------------------------------
-
-
-@contextmanager
-def _summary_errors(path: Path) -> Iterator[None]:
-    """A summary.json of the wrong shape (a list, a missing rate, text for a number) as one UserError line."""
-    try:
-        yield
-    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as e:
-        what = f"no {e}" if isinstance(e, KeyError) else " ".join(str(e).split())[:120]
-        raise UserError(
-            f"{path} is not a summary this report can read ({what}); re-run its evaluation"
-        ) from None
 
 
 def _overview(run: Path, config: dict[str, Any], rows: list[dict[str, Any]]) -> str:
@@ -437,7 +342,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, transcripts
         except ValueError:  # not JSON (a torn write), or not UTF-8
             continue
         label = f"<h3>{html.escape(str(path.parent.relative_to(run)))}</h3>"
-        with _summary_errors(path):
+        with summary_errors(path):
             if not isinstance(s, dict):
                 raise TypeError(f"a JSON {type(s).__name__}, not an object")
             if s.get("kind") == "games":

@@ -18,13 +18,14 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from spiral.actions import candidate_text
-from spiral.advantage import AdvantageEstimator, drop_zero
 from spiral.agents.kuhn import KEYS, KuhnPolicyAgent, Policy, average_policy, exploitability
 from spiral.agents.lm import Response
 from spiral.games.kuhn_poker import infoset_from_observation
-from spiral.learner import ppo_clip_loss
-from spiral.rollout import RolloutCollector, Sampling
+from spiral.generation.actions import candidate_text
+from spiral.generation.base import Sampling
+from spiral.training.advantage import AdvantageEstimator, drop_zero
+from spiral.training.learner import ppo_clip_loss
+from spiral.training.rollout import RolloutCollector
 
 INDEX = {k: i for i, k in enumerate(KEYS)}
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spiral.engine import FastGenerator, can_prepack, sample_cdf
+from spiral.generation.base import Sampling, sample_cdf
+from spiral.generation.fast import FastGenerator, can_prepack
+from spiral.generation.hf import HFGenerator
 from spiral.model import cpu_has_fast_bf16
-from spiral.rollout import Generator, Sampling
 
 PAD, EOS = 0, 1
 
@@ -123,7 +124,7 @@ def test_agrees_with_rollout_generator_on_greedy():
     prompts = make_prompts()
     s = Sampling(temperature=0.0, max_new_tokens=16)
     a = FastGenerator(model, [EOS], PAD, torch.float32, batch_size=3).generate(prompts, s)
-    b = Generator(model, [EOS], PAD, torch.float32, batch_size=3).generate(prompts, s)
+    b = HFGenerator(model, [EOS], PAD, torch.float32, batch_size=3).generate(prompts, s)
     assert a.tokens == b.tokens
     for x, y in zip(a.logprobs, b.logprobs, strict=True):
         torch.testing.assert_close(torch.tensor(x), torch.tensor(y), atol=1e-4, rtol=1e-4)
@@ -184,7 +185,7 @@ def test_rejects_a_non_llama_model():
     from transformers import GPT2Config, GPT2LMHeadModel
 
     model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=50))
-    with pytest.raises(ValueError, match="rollout.Generator"):
+    with pytest.raises(ValueError, match="HFGenerator"):
         FastGenerator(model, [EOS], PAD, torch.float32)
 
 
@@ -215,14 +216,14 @@ def test_make_generator_picks_fast_for_llama_and_falls_back_for_other_architectu
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from runkit.errors import UserError
-    from spiral.engine import make_generator
+    from spiral.generation import make_generator
 
     llama = sharp_llama()
     assert isinstance(make_generator("fast", llama, [EOS], PAD), FastGenerator)
-    assert isinstance(make_generator("hf", llama, [EOS], PAD), Generator)
+    assert isinstance(make_generator("hf", llama, [EOS], PAD), HFGenerator)
     gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=97, n_embd=32, n_layer=1, n_head=2, n_positions=64)).eval()
     fallback = make_generator("fast", gpt2, [EOS], PAD)
-    assert isinstance(fallback, Generator)
+    assert isinstance(fallback, HFGenerator)
     out = fallback.generate([[5, 6, 7]], Sampling(temperature=0.0, max_new_tokens=4))
     assert len(out.tokens[0]) >= 1
     with pytest.raises(UserError, match="unknown generator"):
@@ -242,7 +243,7 @@ class StopAtToken:
 
 @pytest.mark.parametrize("kind", ["fast", "hf"])
 def test_a_stop_rule_ends_each_row_at_its_first_match(kind):
-    from spiral.engine import make_generator
+    from spiral.generation import make_generator
 
     model = sharp_llama()
     prompts = make_prompts()

@@ -1,7 +1,7 @@
-"""The fused native decode kernels (spiral.native): loading, fallbacks, and FastGenerator with them on vs off.
+"""The fused native decode kernels (spiral.generation.native): loading, fallbacks, and FastGenerator with them on vs off.
 
 The kernels are compiled once per machine (a few seconds, cached); the tests that need them skip when no C++
-compiler is available. Tests of the failure paths reset `spiral.native`'s module state with monkeypatch, which
+compiler is available. Tests of the failure paths reset `spiral.generation.native`'s module state with monkeypatch, which
 restores it afterwards.
 """
 
@@ -15,9 +15,10 @@ import torch
 import torch.nn.functional as F
 from test_engine import EOS, PAD, forward_logprobs, hf_greedy, make_prompts, sharp_llama
 
-from spiral import native
-from spiral.engine import FastGenerator, linear
-from spiral.rollout import Sampling
+from spiral.generation import native
+from spiral.generation.base import Sampling
+from spiral.generation.fast import FastGenerator, linear
+from spiral.generation.fast.cache import KVCaches
 
 
 def require_kernels() -> native.Kernels:
@@ -327,7 +328,7 @@ def test_norm_and_activation_kernels_round_as_torch_does(dtype, width):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_native_sampler_draws_what_the_torch_sampler_draws(dtype):
     """Same uniforms -> same ids as the float64 cumulative-sum sampler; frequencies follow softmax(x / T)."""
-    from spiral.engine import sample_cdf
+    from spiral.generation.base import sample_cdf
 
     kernels = require_kernels()
     logits = (torch.randn(32, 5000, generator=torch.Generator().manual_seed(0)) * 3).to(dtype)
@@ -347,7 +348,7 @@ def test_native_sampler_draws_what_the_torch_sampler_draws(dtype):
 
 def poison_caches(monkeypatch) -> None:
     """Fill every new cache with NaN instead of leaving it uninitialised (reading an unwritten slot shows)."""
-    new_cache = FastGenerator._new_cache
+    new_cache = KVCaches.new
 
     def poisoned(self, *args, **kwargs):
         cache = new_cache(self, *args, **kwargs)
@@ -355,7 +356,7 @@ def poison_caches(monkeypatch) -> None:
         cache.v.fill_(float("nan"))
         return cache
 
-    monkeypatch.setattr(FastGenerator, "_new_cache", poisoned)
+    monkeypatch.setattr(KVCaches, "new", poisoned)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from test_native import fake_compiler, reset_native
 
-from spiral import native
+from spiral.generation import native
 
 STUB = r"""
 #include <stdio.h>
@@ -124,7 +124,7 @@ def test_a_truncated_library_is_rebuilt_with_one_line(stub):
     damaged.write_bytes(data[: len(data) // 2])
     os.replace(damaged, path)
     # In a fresh process: loading a truncated library can kill the process with SIGBUS.
-    code = "from spiral import native; k = native.load(); print('loaded' if k else native.error)"
+    code = "from spiral.generation import native; k = native.load(); print('loaded' if k else native.error)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "loaded"

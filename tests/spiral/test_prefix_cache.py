@@ -6,8 +6,8 @@ import pytest
 import torch
 from test_engine import EOS, PAD, hf_greedy, sharp_llama
 
-from spiral.engine import FastGenerator
-from spiral.rollout import Sampling
+from spiral.generation.base import Sampling
+from spiral.generation.fast import FastGenerator
 
 GREEDY = Sampling(temperature=0.0, max_new_tokens=12)
 
@@ -93,9 +93,9 @@ def test_the_store_keeps_to_its_size_limit():
     fast = FastGenerator(model, [EOS], PAD, torch.float32, batch_size=8, prefix_cache_mb=0.06)
     for seed in range(4):  # four different shared prefixes of 45 tokens (each 24 KB of K/V here: two fit)
         fast.generate(batch(rand(45, 100 + seed), seed), GREEDY)
-    stored = sum(k.nbytes + v.nbytes for k, v in fast._prefixes.values())
+    stored = sum(k.nbytes + v.nbytes for k, v in fast.caches.stored.values())
     assert 0 < stored <= 0.06 * 2**20
-    assert len(fast._prefixes) == 2
+    assert len(fast.caches.stored) == 2
     off = FastGenerator(model, [EOS], PAD, torch.float32, batch_size=8, prefix_cache_mb=0)
     off.generate(batch(rand(45, 100), 0), GREEDY)
-    assert not off._prefixes
+    assert not off.caches.stored

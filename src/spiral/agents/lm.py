@@ -10,27 +10,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import torch
 
 from spiral.agents.base import Agent
+from spiral.generation.base import Generator, Sampling
 from spiral.model import PromptFormat, load_model, load_tokenizer, resolve_gen_dtype
-from spiral.rollout import Generation, Sampling
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
-
-
-class Sampler(Protocol):
-    """What every generator offers (spiral.rollout.Generator, spiral.engine.FastGenerator, VLLMGenerator)."""
-
-    def generate(self, prompts: list[list[int]], sampling: Sampling) -> Generation: ...
-
-    def load_weights(self, policy) -> None: ...
-
-    def get_state(self) -> torch.Tensor: ...
-
-    def set_state(self, state: torch.Tensor) -> None: ...
 
 
 @dataclass
@@ -57,7 +44,7 @@ def stop_ids(model, tokenizer) -> list[int]:
 class LMPolicy:
     """Observations in, sampled responses out: prompt format + tokenizer + generator."""
 
-    def __init__(self, tokenizer, generator: Sampler, prompt_format: PromptFormat) -> None:
+    def __init__(self, tokenizer, generator: Generator, prompt_format: PromptFormat) -> None:
         self.tokenizer, self.generator, self.format = tokenizer, generator, prompt_format
 
     def respond(
@@ -79,7 +66,7 @@ class LMPolicy:
 
 class ConstrainedPolicy(LMPolicy):
     """Constrained action decoding: the move is drawn from the model's distribution over its legal moves'
-    `\\boxed{move}` responses, renormalised (spiral.actions); nothing else can be said, so no move is invalid.
+    `\\boxed{move}` responses, renormalised (spiral.generation.actions); nothing else can be said, so no move is invalid.
 
     Each response's `logprobs` holds one number, log P(move | legal) at the sampling temperature, which is what
     the learner recomputes for these turns. Distinct prompts are scored once per call."""
@@ -87,7 +74,7 @@ class ConstrainedPolicy(LMPolicy):
     def __init__(
         self, tokenizer, model, prompt_format: PromptFormat, dtype: str = "fp32", seed: int = 0
     ) -> None:
-        from spiral.actions import Candidates, MoveSampler
+        from spiral.generation.actions import Candidates, MoveSampler
 
         super().__init__(tokenizer, MoveSampler(model, dtype, seed), prompt_format)
         self.candidates = Candidates(tokenizer)
@@ -138,12 +125,12 @@ def build_policy(
     score_dtype: str = "fp32",
     prompt_style: str = "paper",
 ) -> LMPolicy:
-    """An LMPolicy sampling from `model` with generator `generator` (spiral.engine.make_generator), or with
+    """An LMPolicy sampling from `model` with generator `generator` (spiral.generation.make_generator), or with
     `action_mode = "constrained"` a ConstrainedPolicy scoring the legal moves with `model` itself."""
     fmt = PromptFormat(tokenizer, prompt_template, prompt_style)
     if action_mode == "constrained":
         return ConstrainedPolicy(tokenizer, model, fmt, score_dtype, seed)
-    from spiral.engine import make_generator
+    from spiral.generation import make_generator
 
     sampler = make_generator(generator, model, stop_ids(model, tokenizer), tokenizer.pad_token_id,
                              DTYPES[resolve_gen_dtype(gen_dtype)], batch_size, seed, share_prefix)  # fmt: skip

@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"report: {path}")
     if args.markdown:
         from runkit.io import atomic_write_text
-        from spiral.report import phases_markdown
+        from spiral.phases import phases_markdown
 
         atomic_write_text(args.markdown, phases_markdown(args.run_dir))
         print(f"phase table: {args.markdown}")

@@ -143,7 +143,7 @@ def resolve(args: argparse.Namespace, extra: list[str] | None = None):
     s = load_settings(args.preset, [*overrides_from(args), *(extra or [])])
     if args.print_config:
         return s, None, False
-    from spiral.trainer import check_settings
+    from spiral.training.factories import check_settings
 
     check_settings(s)
     run = create_run_dir(s.run.out, s.to_dict(), kind="spiral", force=getattr(args, "force", False))
@@ -180,14 +180,14 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(settings.to_dict(), indent=2))
         return 0
-    from spiral.trainer import Trainer
+    from spiral.training.trainer import Trainer
 
     trainer = Trainer(settings, run_dir, resume=resume)
     last = trainer.train()
     print(f"run: {run_dir.path}  (steps {trainer.step}; checkpoints in {run_dir.checkpoints})")
     if (run_dir.path / "phases.json").is_file():
         from runkit.io import read_json
-        from spiral.trainer import format_phases
+        from spiral.phases import format_phases
 
         print("phases (evaluation penalty: an invalid move loses):")
         print(format_phases(read_json(run_dir.path / "phases.json")))

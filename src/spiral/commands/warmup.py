@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
         print(json.dumps(settings.to_dict(), indent=2))
         return 0
-    from spiral.trainer import Trainer
+    from spiral.training.trainer import Trainer
 
     trainer = Trainer(settings, run_dir)
     trainer.train()

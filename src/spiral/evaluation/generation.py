@@ -1,4 +1,4 @@
-"""The TextGenerator of reasoning evaluation over the policy's batched sampler (spiral.engine.make_generator).
+"""The TextGenerator of reasoning evaluation over the policy's batched sampler (spiral.generation.make_generator).
 
 Prompts are rendered with the tokenizer's chat template; the sampler left-pads, keeps a KV cache, sorts by
 length and drops finished rows from the batch, so short answers do not wait for long ones.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from spiral.evaluation.reasoning import plain_render
+from spiral.prompting import plain_render
 
 
 class PolicyTextGenerator:
@@ -20,7 +20,7 @@ class PolicyTextGenerator:
         import torch
 
         from spiral.agents.lm import stop_ids
-        from spiral.engine import make_generator
+        from spiral.generation import make_generator
 
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
@@ -49,7 +49,7 @@ class PolicyTextGenerator:
         self, prompts: list[str], n: int, temperature: float, top_p: float, max_new_tokens: int, seed: int
     ) -> list[list[str]]:
         """Sample `n` completions for each prompt (greedy when temperature is 0)."""
-        from spiral.rollout import Sampling
+        from spiral.generation.base import Sampling
 
         ids = self.tokenizer(prompts, add_special_tokens=not self.has_chat)["input_ids"]
         flat = [list(p) for p in ids for _ in range(n)]

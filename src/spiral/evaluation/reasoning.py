@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from runkit.errors import UserError
 from spiral.evaluation.grading import EXTRACTIONS, extract_answer, grade, is_correct
+from spiral.evaluation.stats import bootstrap_mean, wilson_interval
 from spiral.evaluation.suites import MATH_TASKS, SUITES, Item, Suite
 
 PROMPT_VERSION = 1  # bump when the prompt text changes: resumed runs then refuse to mix
@@ -40,12 +41,6 @@ class TextGenerator(Protocol):
         self, prompts: list[str], n: int, temperature: float, top_p: float, max_new_tokens: int, seed: int
     ) -> list[list[str]]:
         """`n` sampled completions per prompt."""
-
-
-def plain_render(messages: list[dict[str, str]]) -> str:
-    """A chat as plain text, for models without a chat template."""
-    role = {"user": "Question", "assistant": "Answer", "system": "System"}
-    return "\n\n".join(f"{role[m['role']]}: {m['content']}" for m in messages) + "\n\nAnswer:"
 
 
 def user_text(item: Item) -> str:
@@ -206,7 +201,6 @@ def summarize(suite: Suite, done: dict[tuple[str, int], dict], n: int, seed: int
     `ci` is a bootstrap over items (samples of one item are correlated); `wilson` treats every sample as
     independent and is narrower; both are 95 %.
     """
-    from spiral.evaluation.compare import bootstrap_mean
 
     per_item: dict[str, list[float]] = {}
     rows_by_task: dict[str, list[dict]] = {}
@@ -226,8 +220,6 @@ def summarize(suite: Suite, done: dict[tuple[str, int], dict], n: int, seed: int
 
 
 def _stats(item_means: list[float], rows: list[dict], seed: int) -> dict[str, Any]:
-    from spiral.evaluation.compare import bootstrap_mean
-    from spiral.evaluation.stats import wilson_interval
 
     mean, lo, hi = bootstrap_mean(item_means, seed=seed)
     correct = sum(r["correct"] for r in rows)

@@ -1,4 +1,5 @@
-"""Small statistics helpers: Wilson intervals for rates, normal and bootstrap intervals for means."""
+"""Small statistics helpers: Wilson intervals for rates, normal and bootstrap intervals for means, paired
+differences of per-item scores."""
 
 from __future__ import annotations
 
@@ -38,7 +39,48 @@ def bootstrap_interval(
 ) -> tuple[float, float]:
     """Percentile interval of `statistic(rng)`, a function that draws one bootstrap resample and scores it."""
     rng = random.Random(seed)
-    draws = sorted(statistic(rng) for _ in range(n_boot))
-    lo = draws[int(math.floor((1 - level) / 2 * (n_boot - 1)))]
-    hi = draws[int(math.ceil((1 + level) / 2 * (n_boot - 1)))]
-    return lo, hi
+    return _percentiles([statistic(rng) for _ in range(n_boot)], level)
+
+
+N_BOOT = 2000
+
+
+def _percentiles(draws: list[float], level: float) -> tuple[float, float]:
+    draws = sorted(draws)
+    k = len(draws) - 1
+    return draws[int(math.floor((1 - level) / 2 * k))], draws[int(math.ceil((1 + level) / 2 * k))]
+
+
+def bootstrap_mean(
+    values: Sequence[float], n_boot: int = N_BOOT, level: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """(mean, low, high): percentile bootstrap interval of the mean of `values` (NaNs when empty)."""
+    n = len(values)
+    if n == 0:
+        return math.nan, math.nan, math.nan
+    mean = sum(values) / n
+    if n == 1 or min(values) == max(values):
+        return mean, mean, mean
+    rng = random.Random(seed)
+    vals = list(values)
+    draws = [sum(vals[rng.randrange(n)] for _ in range(n)) / n for _ in range(n_boot)]
+    return (mean, *_percentiles(draws, level))
+
+
+def paired_difference(
+    a: Sequence[float], b: Sequence[float], n_boot: int = N_BOOT, level: float = 0.95, seed: int = 0
+) -> dict[str, float]:
+    """Mean of b - a over paired items with a bootstrap interval, and the share of resamples where b > a."""
+    if len(a) != len(b):
+        raise ValueError(f"paired samples need equal lengths, got {len(a)} and {len(b)}")
+    diffs = [y - x for x, y in zip(a, b, strict=True)]
+    mean, lo, hi = bootstrap_mean(diffs, n_boot, level, seed)
+    return {
+        "items": len(diffs),
+        "a": sum(a) / len(a) if a else math.nan,
+        "b": sum(b) / len(b) if b else math.nan,
+        "diff": mean,
+        "ci": [lo, hi],
+        "b_better": sum(d > 0 for d in diffs),
+        "a_better": sum(d < 0 for d in diffs),
+    }

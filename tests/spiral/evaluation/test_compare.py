@@ -6,7 +6,8 @@ import random
 import pytest
 
 from runkit.errors import UserError
-from spiral.evaluation.compare import bootstrap_mean, compare, format_comparison, paired_difference
+from spiral.evaluation.compare import compare, format_comparison
+from spiral.evaluation.stats import bootstrap_mean, paired_difference
 
 
 def test_bootstrap_mean_covers_the_mean_and_is_seeded():

@@ -7,8 +7,9 @@ import pytest
 
 from runkit.errors import UserError
 from spiral.evaluation import reasoning
-from spiral.evaluation.reasoning import INSTRUCTION, evaluate, messages_for, plain_render, read_results
+from spiral.evaluation.reasoning import INSTRUCTION, evaluate, messages_for, read_results
 from spiral.evaluation.suites import Suite, build_suite
+from spiral.prompting import plain_render
 
 
 class FakeGenerator:

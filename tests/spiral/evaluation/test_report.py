@@ -246,7 +246,7 @@ def test_every_value_read_from_a_file_is_escaped(tmp_path):
 
 
 def test_phase_markdown_escapes_pipes_from_files(tmp_path):
-    from spiral.report import phases_markdown
+    from spiral.phases import phases_markdown
 
     run = make_run(tmp_path)
     (run / "eval" / "0_base").mkdir(parents=True)

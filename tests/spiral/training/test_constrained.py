@@ -1,4 +1,4 @@
-"""Constrained action decoding and the exact readout (spiral.actions): scores equal a plain forward pass, stay
+"""Constrained action decoding and the exact readout (spiral.generation.actions): scores equal a plain forward pass, stay
 with their prompt whatever the batching, the sampled move's log-prob is the one the learner recomputes, and the
 learner's update moves probability the way the advantage says."""
 
@@ -7,14 +7,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spiral.actions import Candidates, MoveSampler, candidate_text, score_candidates
 from spiral.agents.kuhn import KEYS, exploitability
 from spiral.agents.lm import ConstrainedPolicy, build_policy
 from spiral.config import LearnerSettings
 from spiral.evaluation.exploitability import exact_readout, infoset_prompts, openspiel_exploitability
-from spiral.learner import Learner
+from spiral.generation.actions import Candidates, MoveSampler, candidate_text, score_candidates
+from spiral.generation.base import Sampling
 from spiral.model import PromptFormat
-from spiral.rollout import RolloutCollector, Sampling
+from spiral.training.learner import Learner
+from spiral.training.rollout import RolloutCollector
 
 
 def _plain_score(model, prompt: list[int], cand: list[int]) -> float:

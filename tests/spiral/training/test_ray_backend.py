@@ -17,7 +17,7 @@ import torch  # noqa: E402
 from runkit.metrics import read_metrics  # noqa: E402
 from runkit.rundir import create_run_dir  # noqa: E402
 from spiral.config import load_settings  # noqa: E402
-from spiral.trainer import Trainer  # noqa: E402
+from spiral.training.trainer import Trainer  # noqa: E402
 
 BASE = [
     "eval.at_start=false",

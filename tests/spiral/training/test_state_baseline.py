@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from spiral.advantage import AdvantageEstimator
-from spiral.rollout import GameRecord, Turn
+from spiral.training.advantage import AdvantageEstimator
+from spiral.training.rollout import GameRecord, Turn
 
 
 def _game(gid: int, prompt: int, ret: float) -> GameRecord:

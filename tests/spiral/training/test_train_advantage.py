@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from spiral.advantage import AdvantageEstimator, drop_zero, rae_update
-from spiral.rollout import GameRecord, Turn
+from spiral.training.advantage import AdvantageEstimator, drop_zero, rae_update
+from spiral.training.rollout import GameRecord, Turn
 
 
 def _turn(role: int, game_id: int = 0, strict_ok: bool = False) -> Turn:

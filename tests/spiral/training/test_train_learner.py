@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from spiral.config import LearnerSettings
-from spiral.learner import Learner, collate, kl_penalty, ppo_clip_loss, response_logprobs
-from spiral.rollout import Turn
+from spiral.training.learner import Learner, collate, kl_penalty, ppo_clip_loss, response_logprobs
+from spiral.training.rollout import Turn
 
 
 def _loss(ratio: float, adv: float, clip: float = 0.2):

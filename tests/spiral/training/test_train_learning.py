@@ -8,7 +8,7 @@ import pytest
 
 from runkit.rundir import create_run_dir
 from spiral.config import load_settings
-from spiral.trainer import Trainer
+from spiral.training.trainer import Trainer
 
 STEPS = 15
 GAMES = 128

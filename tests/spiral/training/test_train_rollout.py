@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from spiral.agents.lm import build_policy, stop_ids
-from spiral.learner import collate, response_logprobs
-from spiral.rollout import Generator, RolloutCollector, Sampling, Turn, sample_tokens
+from spiral.generation.base import Sampling, sample_tokens
+from spiral.generation.hf import HFGenerator
+from spiral.training.learner import collate, response_logprobs
+from spiral.training.rollout import RolloutCollector, Turn
 
 
 def test_sample_tokens_returns_the_temperature_distributions_logprob():
@@ -44,7 +46,9 @@ def _check_against_forward(model, prompts, gen, temperature, atol):
 
 def test_generator_logprobs_match_a_fresh_forward_pass_with_padding_and_early_stops(letters):
     model, tok = letters  # 7 tokens, <eos> among them: rows stop at different times
-    gen_model = Generator(model, stop_ids(model, tok), tok.pad_token_id, torch.float32, batch_size=3, seed=0)
+    gen_model = HFGenerator(
+        model, stop_ids(model, tok), tok.pad_token_id, torch.float32, batch_size=3, seed=0
+    )
     prompts = [
         tok("ABCD")["input_ids"],
         tok("A")["input_ids"],
@@ -61,7 +65,7 @@ def test_generator_logprobs_match_a_fresh_forward_pass_with_padding_and_early_st
 
 def test_bf16_generation_logprobs_are_close_to_the_fp32_forward(tiny):
     model, tok = tiny
-    gen_model = Generator(model, stop_ids(model, tok), tok.pad_token_id, torch.bfloat16, seed=0)
+    gen_model = HFGenerator(model, stop_ids(model, tok), tok.pad_token_id, torch.bfloat16, seed=0)
     assert next(gen_model.model.parameters()).dtype == torch.bfloat16
     prompts = [tok("hello there")["input_ids"], tok("a longer prompt than the first one")["input_ids"]]
     gen = gen_model.generate(prompts, Sampling(1.0, 1.0, 6))
@@ -70,7 +74,7 @@ def test_bf16_generation_logprobs_are_close_to_the_fp32_forward(tiny):
 
 def test_generator_is_reproducible_from_its_rng_state(letters):
     model, tok = letters
-    g = Generator(model, [tok.eos_token_id], tok.pad_token_id, torch.float32, seed=3)
+    g = HFGenerator(model, [tok.eos_token_id], tok.pad_token_id, torch.float32, seed=3)
     state = g.get_state()
     a = g.generate([[3, 4]] * 4, Sampling(1.0, 1.0, 5)).tokens
     g.set_state(state)
@@ -79,7 +83,7 @@ def test_generator_is_reproducible_from_its_rng_state(letters):
 
 def test_load_weights_syncs_a_copied_generator(tiny):
     model, tok = tiny
-    g = Generator(model, stop_ids(model, tok), tok.pad_token_id, torch.bfloat16)
+    g = HFGenerator(model, stop_ids(model, tok), tok.pad_token_id, torch.bfloat16)
     with torch.no_grad():
         model.lm_head.weight.add_(1.0)  # tied to the embeddings
     g.load_weights(model)
@@ -155,7 +159,7 @@ def test_single_token_guess_rejects_bad_options():
 
 
 def test_plan_prefixes_groups_prompts_by_long_shared_prefixes():
-    from spiral.model import plan_prefixes
+    from spiral.generation.prefix import plan_prefixes
 
     a = list(range(100))
     prompts = [a + [1, 2], [7] * 50, a[:80] + [5], a + [3], [7] * 50 + [8]]
@@ -174,13 +178,13 @@ def _shared_prompts(tok):
 
 
 def test_shared_prefix_generation_logprobs_match_a_fresh_forward_pass(tiny):
-    from spiral.model import plan_prefixes
+    from spiral.generation.prefix import plan_prefixes
 
     model, tok = tiny
     prompts = _shared_prompts(tok)
     groups, _, cut = plan_prefixes(prompts)
     assert len(groups) == 2 and max(cut) > 40  # the long head is shared
-    g = Generator(model, stop_ids(model, tok), tok.pad_token_id, torch.float32, seed=0, share_prefix=True)
+    g = HFGenerator(model, stop_ids(model, tok), tok.pad_token_id, torch.float32, seed=0, share_prefix=True)
     gen = g.generate(prompts, Sampling(1.0, 1.0, 5))
     _check_against_forward(model, prompts, gen, 1.0, 1e-4)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from spiral.learner import collate, response_logprobs
-from spiral.rollout import Turn
-from spiral.warmup import (
+from spiral.training.learner import collate, response_logprobs
+from spiral.training.rollout import Turn
+from spiral.training.warmup import (
     accepted_answer,
     build_examples,
     finetune,
@@ -114,7 +114,7 @@ def test_short_decisions_are_the_points_where_a_legal_move_lacks_examples(smol_t
 
 def test_top_up_samples_fresh_answers_at_the_same_decision_point(tiny):
     from spiral.agents.lm import build_policy
-    from spiral.rollout import Sampling
+    from spiral.generation.base import Sampling
 
     model, tok = tiny
     policy = build_policy(model, tok, gen_dtype="fp32", batch_size=8, seed=0)

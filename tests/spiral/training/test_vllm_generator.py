@@ -11,8 +11,8 @@ from runkit.errors import UserError
 
 
 def test_vllm_generator_needs_cuda(tiny, monkeypatch):
-    from spiral.engine import make_generator
-    from spiral.vllm_engine import VLLMGenerator
+    from spiral.generation import make_generator
+    from spiral.generation.vllm import VLLMGenerator
 
     model, tok = tiny
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # this CPU machine, also on a GPU runner
@@ -24,7 +24,7 @@ def test_vllm_generator_needs_cuda(tiny, monkeypatch):
 
 
 def test_vllm_generator_needs_vllm(tiny, monkeypatch):
-    from spiral.vllm_engine import VLLMGenerator
+    from spiral.generation.vllm import VLLMGenerator
 
     model, tok = tiny
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

@@ -5,7 +5,7 @@ Per token t of a response with advantage A and ratio r_t = exp(logp_t - logp_old
 A sample's loss is sum_t loss_t / loss_norm (no length normalisation); the batch loss is the mean over
 samples. No critic, no advantage normalisation, and no KL term unless kl_coef > 0.
 
-Turns played with constrained action decoding (spiral.actions) carry their legal moves' candidate responses:
+Turns played with constrained action decoding (spiral.generation.actions) carry their legal moves' candidate responses:
 their "token" is the move, log P(move | legal) is recomputed over the candidates (loss_norm 1), and the
 entropy bonus and the KL term are exact over the legal moves. Free-form turns use a k3 KL estimate on the
 sampled tokens and the full-vocabulary entropy at each response token.
@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from runkit.errors import UserError
-from spiral.model import forward_shared_prefixes
+from spiral.generation.prefix import forward_shared_prefixes
 
 
 def ppo_clip_loss(
@@ -265,7 +265,7 @@ class Learner:
     def _update_constrained(self, turns: list, step: int) -> dict[str, float]:
         """PPO-clip on log P(move | legal) of constrained turns: each distinct prompt is scored once per epoch
         (its candidates share its cache), the turns that played it take their move's log-prob from it."""
-        from spiral.actions import score_candidates, token_chunks
+        from spiral.generation.actions import score_candidates, token_chunks
 
         lr = self._set_lr(step)
         keys: dict[tuple, int] = {}
@@ -318,7 +318,7 @@ class Learner:
     @torch.no_grad()
     def _constrained_ref(self, distinct: list[tuple], prompts, cands) -> list[torch.Tensor]:
         """log P_ref(move | legal) of each distinct prompt (cached: the reference model never changes)."""
-        from spiral.actions import autocast_for, score_candidates
+        from spiral.generation.actions import autocast_for, score_candidates
 
         todo = [i for i, key in enumerate(distinct) if key not in self._ref_scores]
         if todo:

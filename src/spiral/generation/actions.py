@@ -21,7 +21,7 @@ from contextlib import nullcontext
 
 import torch
 
-from spiral.model import forward_shared_prefixes
+from spiral.generation.prefix import forward_shared_prefixes
 from spiral.prompting import normalize_action
 
 

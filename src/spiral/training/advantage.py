@@ -62,7 +62,7 @@ class AdvantageEstimator:
         return adv
 
     def assign(self, games: Iterable) -> None:
-        """Set `advantage` on every turn of finished games (spiral.rollout.GameRecord), in finishing order."""
+        """Set `advantage` on every turn of finished games (spiral.training.rollout.GameRecord), in finishing order."""
         if self.estimator == "rae" and self.key_by == "state":
             for g in games:
                 for t in g.turns:

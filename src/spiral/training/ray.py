@@ -1,6 +1,6 @@
 """SPIRAL on Ray: K rollout workers (actors that each hold the policy and play games) and one learner.
 
-The learner is the driver process (`spiral.trainer.Trainer` with `run.backend = "ray"`); `RayRollout` stands in
+The learner is the driver process (`spiral.training.trainer.Trainer` with `run.backend = "ray"`); `RayRollout` stands in
 for its `RolloutCollector` (same `collect(turns_per_step) -> Rollout`). Weights travel through Ray's object
 store: after each learner step one `ray.put` of the merged state dict, tagged with its version (the learner
 step that produced it); each worker `ray.get`s it before its next games, so every rollout names the version
@@ -31,7 +31,7 @@ import torch
 from runkit.errors import UserError
 from spiral.config import Settings
 from spiral.model import merged_state_dict
-from spiral.rollout import Rollout, rollout_stats
+from spiral.training.rollout import Rollout, rollout_stats
 
 RETRIES_PER_STEP = 3  # lost collect calls of one worker in one step before the run stops
 
@@ -83,7 +83,7 @@ class RolloutWorker:
     def __init__(self, settings: dict, index: int, seed: int, tally: str) -> None:
         from runkit.seeding import seed_everything
         from spiral.model import load_model, load_tokenizer
-        from spiral.trainer import make_collector, make_policy
+        from spiral.training.factories import make_collector, make_policy
 
         s = Settings.from_dict(settings)
         if s.run.threads:

@@ -209,7 +209,7 @@ def gemm_wanted() -> bool:
 @dataclass(frozen=True)
 class PackedLinear:
     """A bf16 linear weight (out, in) in the packed layout of decode.cpp's gemm_bf16, with the kernels that packed
-    it (they compute with it: `linear` in spiral.engine dispatches on this type)."""
+    it (they compute with it: `linear` in spiral.generation.fast.weights dispatches on this type)."""
 
     data: torch.Tensor  # flat bf16: blocks of 16 output features (zero-padded), each (in / 2, 16, 2)
     out_features: int

@@ -14,9 +14,10 @@ from collections import Counter
 
 import torch
 
-from spiral.learner import collate, response_logprobs
+from spiral.generation.base import Sampling
 from spiral.prompting import extract_boxed, normalize_action, parse_action
-from spiral.rollout import RolloutCollector, Sampling, Turn
+from spiral.training.learner import collate, response_logprobs
+from spiral.training.rollout import RolloutCollector, Turn
 
 _BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
 

@@ -1,0 +1,74 @@
+"""How a run's settings become its parts: the policy (model + generator) and the rollout collector.
+
+The local trainer and the Ray rollout workers (`spiral.training.ray`) build theirs here, so that neither
+imports the other.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from runkit.errors import UserError
+from spiral.agents.lm import LMPolicy, build_policy
+from spiral.config import Settings
+from spiral.generation.base import Sampling
+from spiral.model import SMOLLM2_ALIASES, resolve_folder, resolve_gen_dtype
+from spiral.training.rollout import RolloutCollector
+
+
+def kuhn_one_round(s: Settings) -> bool:
+    """Whether the run trains on one-round KuhnPoker-v2 alone (the exact readout's game)."""
+    return (
+        s.rollout.env_ids == ["KuhnPoker-v2"]
+        and s.rollout.env_kwargs.get("KuhnPoker-v2", {}).get("rounds") == 1
+    )
+
+
+def check_settings(s: Settings) -> None:
+    """Catch bad game ids, game options, opponents and model paths before anything heavy is loaded."""
+    from spiral.agents import make_agent
+    from spiral.games import make
+
+    for env_id in s.rollout.env_ids:
+        make(env_id, parse_mode=s.rollout.parse_mode, **s.rollout.env_kwargs.get(env_id, {}))
+    unknown = set(s.rollout.env_kwargs) - set(s.rollout.env_ids)
+    if unknown:
+        raise UserError(
+            f"rollout.env_kwargs names games that are not trained on: {', '.join(sorted(unknown))}"
+        )
+    if s.rollout.opponent != "self" and not Path(s.rollout.opponent).is_dir():
+        for env_id in s.rollout.env_ids:
+            make_agent(s.rollout.opponent, env_id, seed=0)
+    name = s.model.name
+    if not (name in SMOLLM2_ALIASES or name == "tiny" or name.startswith("tiny:")):
+        resolve_folder(name)
+
+
+def make_policy(s: Settings, model, tokenizer, seed: int) -> LMPolicy:
+    """The run's LMPolicy over `model` (generator kind, dtype, batch, template from the settings)."""
+    m, r = s.model, s.rollout
+    return build_policy(model, tokenizer, resolve_gen_dtype(m.gen_dtype), r.gen_batch_size, seed,
+                        m.prompt_template, m.share_prefix, m.generator, r.stop_at_box, r.action_mode,
+                        learner_dtype(s), m.prompt_style)  # fmt: skip
+
+
+def learner_dtype(s: Settings) -> str:
+    """The learner's compute dtype: model.dtype, with auto meaning bf16 where bf16 matmuls are native."""
+    return resolve_gen_dtype(s.model.dtype)
+
+
+def make_collector(s: Settings, policy, seed: int) -> RolloutCollector:
+    """The run's RolloutCollector (games, sampling, penalties, fixed opponent seeded `seed + 1`)."""
+    r = s.rollout
+    opponent = None
+    if r.opponent != "self":
+        from spiral.agents import make_agent
+
+        if Path(r.opponent).is_dir():  # a frozen checkpoint plays every game: load it once
+            opponent = make_agent(r.opponent, r.env_ids[0], seed=seed + 1)
+        else:
+            opponent = {e: make_agent(r.opponent, e, seed=seed + 1) for e in r.env_ids}
+    return RolloutCollector(
+        policy, r.env_ids, r.env_kwargs, r.num_envs, Sampling(r.temperature, r.top_p, r.max_new_tokens),
+        r.parse_mode, tuple(r.invalid_penalty), opponent, seed, r.keep_all_turns,
+    )  # fmt: skip
