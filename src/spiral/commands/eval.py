@@ -16,6 +16,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "games": ("spiral.evaluation.games", "win rates of a model against fixed opponents, both seats"),
     "reasoning": ("spiral.evaluation.reasoning", "accuracy on an offline reasoning suite (resumable)"),
     "compare": ("spiral.evaluation.compare", "paired per-item comparison of two reasoning evaluations"),
+    "league": (
+        "spiral.evaluation.league.cli",
+        "rated round-robin or budgeted league among checkpoints and agents",
+    ),
 }
 
 

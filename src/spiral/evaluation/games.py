@@ -37,6 +37,7 @@ class GameResult:
     response_chars: list[int] = field(default_factory=list)
     response_tokens: list[int] = field(default_factory=list)
     transcript: list[dict[str, Any]] = field(default_factory=list)
+    opponent_reward: float = 0.0
 
 
 def _token_counts(agent: Any, texts: list[str]) -> list[int | None]:
@@ -121,6 +122,7 @@ def _finish(g: dict[str, Any], env_id: str, opponent_name: str, seed: int) -> Ga
         model_turns=sum(t["agent"] == "model" for t in g["log"]), invalid=invalid_player == seat,
         opponent_invalid=invalid_player == 1 - seat, reason=str(info.get("reason", "")),
         response_chars=g["chars"], response_tokens=g["tokens"], transcript=g["log"],
+        opponent_reward=float(rewards[1 - seat]),
     )  # fmt: skip
 
 
