@@ -45,10 +45,13 @@ class OracleReadout(nn.Module):
 
 
 class OracleHead(nn.Module):
-    """A head whose ODE carries every Y_0 exactly onto the conditional mean E[Y | X_t]."""
+    """A head whose ODE carries every Y_0 exactly onto the conditional mean E[Y | X_t] (the head interface:
+    condition(h, t) once per transition, step(cond, Y_s, s) per head step)."""
 
-    def forward(self, h, Y_s, s, t=None):
-        mean = marginal_velocity(h[:, :2], h[:, 2])
+    def condition(self, h, t=None):
+        return marginal_velocity(h[:, :2], h[:, 2])
+
+    def step(self, mean, Y_s, s):
         return (mean - Y_s) / (1 - s[:, None])
 
 

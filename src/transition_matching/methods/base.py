@@ -93,11 +93,11 @@ def head_loss(
     head: nn.Module, h: Tensor, Y: Tensor, t: Tensor | None, draws: int, generator: torch.Generator | None
 ) -> Tensor:
     """Flow-matching loss of the head on rows h (N, w), latents Y (N, d), with `draws` (s, Y_0) per row."""
+    cond = head.condition(h, t)  # once per backbone row, shared by its draws
     if draws > 1:
-        h, Y = h.repeat(draws, 1), Y.repeat(draws, 1)
-        t = None if t is None else t.repeat(draws)
+        cond, Y = cond.repeat(draws), Y.repeat(draws, 1)
     path = head_path(Y, generator)
-    return F.mse_loss(head(h, path.Y_s, path.s, t), path.target)
+    return F.mse_loss(head.step(cond, path.Y_s, path.s), path.target)
 
 
 @dataclass
@@ -162,12 +162,14 @@ def solve_head(
     generator: torch.Generator | None,
     token_dim: int,
 ) -> Solution:
-    """Integrate the head ODE from Y_0 ~ N(0, I) over s in [0, 1] for rows h: Y (N, d) and the head evals."""
+    """Integrate the head ODE from Y_0 ~ N(0, I) over s in [0, 1] for rows h: Y (N, d) and the head evals.
+
+    The part of the head's condition that depends on h (and t) is computed once; each step adds only s."""
     N = h.shape[0] // (2 if g.active else 1)
     Y_0 = torch.randn(N, token_dim, generator=generator)
+    cond = head.condition(h, t)
 
     def velocity(Y: Tensor, s: float) -> Tensor:
-        s_rows = torch.full((h.shape[0],), s)
-        return g.combine(head(h, g.batch(Y), s_rows, t))
+        return g.combine(head.step(cond, g.batch(Y), torch.full((1,), s)))
 
     return solve(velocity, Y_0, opts.head_steps, opts.head_solver)
