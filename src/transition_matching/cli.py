@@ -10,6 +10,9 @@ COMMANDS = [
     Command("sample", "transition_matching.commands.sample", "draw samples from a trained run"),
     Command("eval", "transition_matching.commands.eval", "measure sample quality of a trained run"),
     Command("plot", "transition_matching.commands.plot", "draw scatter plots, image grids and trajectories"),
+    Command(
+        "cost", "transition_matching.commands.cost", "backbone pass vs head step cost per token (the regime)"
+    ),
     Command("demo", "transition_matching.commands.demo", "a short DTM vs FM demo on 8 gaussians and digits"),
 ]
 

@@ -19,7 +19,7 @@ def test_help_lists_every_command(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     text = capsys.readouterr().out
-    for cmd in ("train", "sample", "eval", "plot", "demo"):
+    for cmd in ("train", "sample", "eval", "plot", "cost", "demo"):
         assert cmd in text
 
 

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from transition_matching.cost import count_flops
 from transition_matching.nn.backbone import KVCache, MLPBackbone, TransformerBackbone, attention_mask
 from transition_matching.nn.head import FlowHead
 
@@ -192,15 +193,6 @@ def test_dtm_computes_the_h_condition_once_per_transition():
     assert (cond[0], t_emb[0], s_emb[0]) == (T, T, T * S)
 
 
-def _flops(fn) -> int:
-    """Floating-point operations of the matrix products fn() runs (torch's flop counter: 2 per multiply-add)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops()
-
-
 @torch.no_grad()
 def test_a_head_step_costs_less_than_the_whole_head():
     """Per head step the cond(h) projection and the t embedding are gone (paid once per transition), and the
@@ -212,8 +204,8 @@ def test_a_head_step_costs_less_than_the_whole_head():
     N, w = 512, head.width
     h, Y, t, s1 = torch.randn(N, 256), torch.randn(N, 3), torch.rand(N), torch.full((1,), 0.5)
     cond = head.condition(h, t)
-    old = _flops(lambda: _old_forward(head, h, Y, s1.expand(N), t))
-    new = _flops(lambda: head.step(cond, Y, s1))
+    old = count_flops(lambda: _old_forward(head, h, Y, s1.expand(N), t))
+    new = count_flops(lambda: head.step(cond, Y, s1))
     per_row = 3 * w + 2 * (3 * w * w + 2 * w * w) + 2 * w * w + w * 3  # embed, 2 blocks, final AdaLN, out
     assert new == 2 * (N * per_row + 64 * w + w * w)  # + the s embedding of one row
     assert old - new >= 2 * N * (256 * w + 64 * w + w * w)  # cond(h) and t_embed, no longer per step

@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
 
 
-def _overrides(args: argparse.Namespace) -> dict:
+def config_overrides(args: argparse.Namespace) -> dict:
     from transition_matching.config import field_help
 
     return {k: getattr(args, k) for k in field_help() if getattr(args, k) is not None}
@@ -42,7 +42,7 @@ def _argv(args: argparse.Namespace) -> list[str]:
         out.append("--no-progress")
     if args.force:
         out.append("--force")
-    for k, v in _overrides(args).items():
+    for k, v in config_overrides(args).items():
         out += [f"--{k.replace('_', '-')}", str(v)]
     return out
 
@@ -74,6 +74,8 @@ def _resume_config(args: argparse.Namespace, overrides: dict):
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    import torch
+
     from runkit.errors import UserError
     from runkit.io import atomic_write_json
     from runkit.rundir import RunDir, create_run_dir
@@ -85,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return _launch(args)
     main = int(os.environ.get("RANK", "0")) == 0
-    overrides = _overrides(args)
+    overrides = config_overrides(args)
     if args.resume:
         run_dir, cfg = _resume_config(args, overrides)
         if main:
@@ -97,6 +99,11 @@ def run(args: argparse.Namespace) -> int:
         cfg = resolve(cfg, data.n_tokens)
         out = Path(args.out or f"runs/tm/{cfg.method}-{Path(cfg.data).stem}")
         run_dir = create_run_dir(out, config_dict(cfg), kind="tm", force=args.force) if main else RunDir(out)
+    if main:  # the regime: how a backbone pass compares with a head step (the paper's needs >= 20x)
+        from transition_matching.cost import config_pass_cost
+
+        torch.set_num_threads(max(1, cfg.threads))
+        print(config_pass_cost(cfg, data, repeats=3).describe(), flush=True)
     result = train(cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress, data=data)
     if main:
         print(f"trained {cfg.method} on {cfg.data} to step {result.step} in {result.seconds:.1f} s "
