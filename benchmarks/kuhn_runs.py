@@ -1,0 +1,119 @@
+"""Kuhn self-play runs side by side: exploitability (exact readout) against training minutes, as a table and a plot.
+
+Usage: python benchmarks/kuhn_runs.py RUN [RUN ...] [--every 10] [--plot PNG] [--labels A,B]
+
+Reads each run's eval/exploitability.jsonl (the readouts `eval.exploitability_every` logs) and metrics.jsonl
+(`time/step_seconds`, summed: training time, evaluation excluded). Prints per run a Markdown table: step,
+training minutes, exploitability, the average policy's, the Queen's P(call facing a bet) and P(bet as opener),
+and King minus Jack for both; then the first readout at or below 0.15 and the last readout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+GOAL = 0.15
+UNIFORM = 0.458
+
+
+def readouts(run: Path) -> list[dict]:
+    path = run / "eval" / "exploitability.jsonl"
+    if not path.is_file():
+        sys.exit(f"error: {path} not found (train with eval.exploitability_every > 0)")
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def training_minutes(run: Path) -> dict[int, float]:
+    """Step -> cumulative self-play seconds / 60 up to and including it (step 0: 0)."""
+    out, total = {0: 0.0}, 0.0
+    for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        if isinstance(row.get("time/step_seconds"), (int, float)):
+            total += row["time/step_seconds"]
+            out[int(row["step"])] = total / 60
+    return out
+
+
+def row_of(r: dict, minutes: dict[int, float]) -> str:
+    p = r["probs"]
+    return (
+        f"| {r['step']} | {minutes.get(r['step'], float('nan')):.1f} | {r['exploitability']:.3f} | "
+        f"{r['avg_exploitability']:.3f} | {p['Qb']:.2f} | {p['Q']:.2f} | {p['Kb'] - p['Jb']:+.2f} | "
+        f"{p['K'] - p['J']:+.2f} |"
+    )
+
+
+def table(run: Path, every: int) -> str:
+    rows, minutes = readouts(run), training_minutes(run)
+    first = next((r for r in rows if r["exploitability"] <= GOAL), None)
+    shown = [r for r in rows if r["step"] % every == 0 or r is first or r is rows[-1]]
+    lines = [
+        "| step | training minutes | exploitability | average policy | P(call facing bet) | P(bet, opener) | "
+        "call K - J | bet K - J |",
+        "|---|---|---|---|---|---|---|---|",
+        *(row_of(r, minutes) for r in shown),
+        "",
+    ]
+    if first is not None:
+        lines.append(
+            f"First readout <= {GOAL}: step {first['step']}, {minutes.get(first['step'], float('nan')):.1f} "
+            f"training minutes, {first['exploitability']:.3f}."
+        )
+    else:
+        lines.append(f"No readout <= {GOAL}; lowest {min(r['exploitability'] for r in rows):.3f}.")
+    last = rows[-1]
+    lines.append(
+        f"Last readout: step {last['step']}, {minutes.get(last['step'], float('nan')):.1f} minutes, "
+        f"{last['exploitability']:.3f} (average policy {last['avg_exploitability']:.3f})."
+    )
+    return "\n".join(lines)
+
+
+def plot(runs: list[Path], labels: list[str], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for run, label in zip(runs, labels, strict=True):
+        rows, minutes = readouts(run), training_minutes(run)
+        xs = [minutes.get(r["step"], float("nan")) for r in rows]
+        (line,) = ax.plot(xs, [r["exploitability"] for r in rows], marker=".", label=f"{label}: last iterate")
+        ax.plot(xs, [r["avg_exploitability"] for r in rows], ls="--", color=line.get_color(),
+                label=f"{label}: average policy")  # fmt: skip
+    ax.axhline(UNIFORM, color="grey", lw=0.8, ls=":", label="uniform random (0.458)")
+    ax.axhline(GOAL, color="black", lw=0.8, ls="-.", label=f"goal ({GOAL})")
+    ax.set(xlabel="training minutes (evaluation excluded)", ylabel="exploitability (chips per game)",
+           title="SmolLM2-135M Kuhn self-play: exploitability from the exact readout")  # fmt: skip
+    ax.set_ylim(0, 0.8)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("--every", type=int, default=10, help="show readouts at steps that are multiples of this")
+    ap.add_argument("--labels", help="comma-separated names for the runs (default: folder names)")
+    ap.add_argument("--plot", type=Path, help="write the exploitability-against-minutes figure here")
+    args = ap.parse_args()
+    labels = args.labels.split(",") if args.labels else [r.name for r in args.runs]
+    if len(labels) != len(args.runs):
+        sys.exit("error: --labels needs one name per run")
+    for run, label in zip(args.runs, labels, strict=True):
+        print(f"### {label} ({run})\n\n{table(run, args.every)}\n")
+    if args.plot:
+        plot(args.runs, labels, args.plot)
+        print(f"plot: {args.plot}")
+
+
+if __name__ == "__main__":
+    main()
