@@ -11,6 +11,7 @@ COMMANDS = [
         "warmup", "spiral.commands.warmup", "format warm-up: rejection-sampled fine-tuning on valid moves"
     ),
     Command("train", "spiral.commands.train", "self-play RL training (RAE + PPO)"),
+    Command("sft", "spiral.commands.sft", "supervised fine-tuning on expert moves (the SFT baseline)"),
     Command("eval", "spiral.commands.eval", "evaluate: exploitability, game win rates, reasoning benchmarks"),
     Command("plot", "spiral.commands.plot", "draw the plots of a run folder"),
     Command("report", "spiral.commands.report", "write a self-contained HTML report for a run folder"),

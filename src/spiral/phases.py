@@ -35,9 +35,10 @@ def summary_errors(path: Path) -> Iterator[None]:
 PHASES = {
     "base": "0_base",
     "warmup": "1_after_warmup",
+    "sft": "1_after_sft",  # spiral sft (supervised fine-tuning on expert moves)
     "final": "2_after_selfplay",
 }  # eval/<folder> per phase
-PHASE_LABELS = {"base": "base", "warmup": "after warm-up", "final": "after self-play"}
+PHASE_LABELS = {"base": "base", "warmup": "after warm-up", "sft": "after SFT", "final": "after self-play"}
 
 
 def _pct_ci(rate: float, ci: Any) -> str:

@@ -1,0 +1,1 @@
+"""Named `spiral sft` presets (TOML); see spiral.sft.settings."""
