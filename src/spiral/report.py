@@ -351,6 +351,13 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, transcripts
                 reasoning_html.append(label + reasoning_table(s))
     if games_html:
         sections.append(("Game evaluation (spiral eval games)", "".join(games_html)))
+    from spiral.evaluation.league.summary import league_sections
+    from spiral.sft.report import sft_section
+
+    for title, body in (("Supervised fine-tuning (spiral sft)", sft_section(run)),
+                        ("League ratings (spiral eval league)", league_sections(run))):  # fmt: skip
+        if body:
+            sections.append((title, body))
 
     chosen = pick_games(transcript_records(run), transcripts)
     sections.append(

@@ -153,7 +153,7 @@ def _fake_run(root, steps):
     return root
 
 
-def test_the_checkpoints_of_a_run_are_a_series(tmp_path, capsys):
+def test_the_checkpoints_of_a_run_are_a_series_and_the_report_shows_them(tmp_path, capsys):
     run = _fake_run(tmp_path / "kuhn-run", [2, 4])
     argv = ["eval", "league", "--run", str(run), "--players", "random,best=optimal", "--n", "4", "--chunk", "4",
             "--rate-by", "deal", "--threads", "1", "--max-loaded", "1"]  # fmt: skip
@@ -170,6 +170,14 @@ def test_the_checkpoints_of_a_run_are_a_series(tmp_path, capsys):
     assert main(argv) == 0
     assert (out / "games.jsonl").read_text() == rows
     assert json.loads((out / "league.json").read_text())["chunks_played_now"] == 0
+    from spiral.report import build_report
+
+    page = build_report(run).read_text()  # spiral report RUN shows the league: tables and the figure
+    assert (
+        "League ratings (spiral eval league)" in page
+        and "kuhn-run@4" in page
+        and "ratings KuhnPoker-v2" in page
+    )
 
 
 @pytest.mark.parametrize(

@@ -75,6 +75,12 @@ def test_sft_on_a_tiny_model_lowers_the_loss_and_raises_agreement(tmp_path, caps
         "\\boxed{check}",
         "\\boxed{bet}",
     )
+    from spiral.report import build_report
+
+    page = build_report(out).read_text()
+    assert (
+        "Supervised fine-tuning (spiral sft)" in page and "agreement" in page and "eval/1_after_sft" in page
+    )
     text = capsys.readouterr().out
     assert "64 expert turns" in text and "agreement:" in text
     assert (

@@ -154,3 +154,21 @@ def league_html(folder: Path) -> str:
             f"<details><summary>pairs with 95 % intervals</summary>{table_html(pair_rows(doc, env_id))}</details>"
         )
     return "".join(parts)
+
+
+def league_sections(run: Path) -> str:
+    """Every league of a run folder (RUN/eval/**/league.json, or the folder itself when it is a league) as
+    HTML; empty when there is none."""
+    found = [run] if (run / "league.json").is_file() else []
+    if (run / "eval").is_dir():
+        found += sorted(p.parent for p in (run / "eval").rglob("league.json"))
+    parts = []
+    for folder in found:
+        try:
+            body = league_html(folder)
+        except (ValueError, KeyError, TypeError) as e:  # a torn or foreign league.json
+            body = f"<p><em>{html.escape(str(folder / 'league.json'))} cannot be read ({html.escape(str(e)[:120])})</em></p>"
+        parts.append(
+            f"<h3>{html.escape(str(folder.relative_to(run)) if folder != run else folder.name)}</h3>{body}"
+        )
+    return "".join(parts)
