@@ -85,6 +85,11 @@ class RolloutSettings:
     pool_size: int = opt(0, "opponent pool: past policies kept (0 = plain self-play)")
     pool_every: int = opt(10, "opponent pool: steps between snapshots of the policy")
     pool_prob: float = opt(0.5, "opponent pool: probability that a game's other seat is a pool member")
+    pool_sampling: str = opt("uniform", "opponent pool: uniform, or rating (spiral.training.opponents)")
+    pool_agents: list[str] = opt(
+        [], "opponent pool: fixed agents that are members too, e.g. [random, optimal]"
+    )
+    pool_league: str = opt("", "opponent pool, rating: a league.json whose ratings give the first estimates")
     opponent: str = opt(
         "self", "self (one policy plays both seats), an agent spec (random, optimal) or a folder"
     )
@@ -394,6 +399,11 @@ def validate(s: Settings) -> None:
         raise UserError("rollout.action_mode=constrained runs with run.backend=local only")
     if not 0 <= r.pool_prob <= 1:
         raise UserError(f"rollout.pool_prob must lie in [0, 1], got {r.pool_prob}")
+    _choice("rollout.pool_sampling", r.pool_sampling, ("uniform", "rating"))
+    if (r.pool_sampling != "uniform" or r.pool_agents) and run.backend == "ray":
+        raise UserError("rollout.pool_sampling=rating and rollout.pool_agents need run.backend=local")
+    if r.pool_league and not Path(r.pool_league).is_file():
+        raise UserError(f"rollout.pool_league: no league file at {r.pool_league}")
     _choice("model.gen_dtype", m.gen_dtype, ("auto", "fp32", "bf16"))
     _choice("model.prompt_template", m.prompt_template, ("auto", "chat", "plain"))
     _choice("model.generator", m.generator, ("fast", "hf", "vllm"))

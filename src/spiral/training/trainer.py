@@ -52,6 +52,7 @@ from spiral.training.factories import (
     make_policy,
 )
 from spiral.training.learner import Learner, _is_oom
+from spiral.training.opponents import rated_pool
 
 EVAL_PENALTY = (-1.0, 1.0)
 REFERENCE = "reference"  # run sub-folder holding the KL reference policy (learner.kl_ref = start)
@@ -131,7 +132,8 @@ class Trainer:
         self.learner = Learner(self.model, self.s.learner, r.temperature, learner_dtype(self.s), ref, share)
         self.readouts: list[dict] = []  # exact Kuhn readouts of this run (eval/exploitability.jsonl)
         self.pool: list = []  # opponent pool: frozen past policies (rollout.pool_size)
-        if r.pool_size:
+        self.rated = rated_pool(self.s, self.collector.rng)  # draws by rating / with fixed agents, or None
+        if r.pool_size or self.rated is not None:
             self.collector.pool = self._pool_opponent
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -345,6 +347,8 @@ class Trainer:
 
     def _pool_opponent(self):
         """A pool member for the next game with probability rollout.pool_prob, else None (self-play)."""
+        if self.rated is not None:  # the collector has just counted the game it asks for
+            return self.rated.draw(self.pool, self.collector.games_started - 1)
         if not self.pool or self.collector.rng.random() >= self.s.rollout.pool_prob:
             return None
         return self.pool[self.collector.rng.randrange(len(self.pool))]
@@ -372,9 +376,10 @@ class Trainer:
                 f"rollout.max_new_tokens (now {r.max_new_tokens})"
             ) from None
         self.estimator.assign(rollout.games)
+        pool_stats = self.rated.record(rollout.games) if self.rated is not None else {}
         batch = drop_zero(rollout.turns, self.s.rollout.format_bonus)
         t1 = time.perf_counter()
-        metrics = dict(rollout.stats)
+        metrics = {**rollout.stats, **pool_stats}
         metrics.update(self.learner.update(batch, self.step))
         if self.s.learner.update:
             self.policy.generator.load_weights(self.model)
