@@ -262,14 +262,17 @@ class Settings:
 # ---- presets --------------------------------------------------------------------------------------------
 
 
-def preset_names() -> list[str]:
-    """Names of the built-in presets."""
-    files = resources.files("spiral.presets").iterdir()
+def preset_names(package: str = "spiral.presets") -> list[str]:
+    """Names of the built-in presets (of `spiral train`, or another command's preset package)."""
+    files = resources.files(package).iterdir()
     return sorted(p.name[:-5] for p in files if p.name.endswith(".toml") and not p.name.startswith("_"))
 
 
-def _read_preset(name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
-    """A preset's table with its `base` chain merged in (a path to a .toml file also works)."""
+def _read_preset(
+    name: str, seen: tuple[str, ...] = (), packages: tuple[str, ...] = ("spiral.presets",)
+) -> dict[str, Any]:
+    """A preset's table with its `base` chain merged in (a path to a .toml file also works); a name is looked up
+    in `packages` in turn (`spiral sft` presets may extend `spiral train` ones)."""
     if name in seen:
         raise UserError(f"preset {name!r} extends itself ({' -> '.join([*seen, name])})")
     if name.endswith(".toml") or "/" in name:
@@ -278,16 +281,17 @@ def _read_preset(name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
             raise UserError(f"preset file {name} does not exist")
         text = path.read_text(encoding="utf-8")
     else:
-        res = resources.files("spiral.presets") / f"{name}.toml"
-        if not res.is_file():
-            raise UserError(f"unknown preset {name!r}; known: {', '.join(preset_names())} (or a .toml path)")
+        res = next((r for r in (resources.files(p) / f"{name}.toml" for p in packages) if r.is_file()), None)
+        if res is None:
+            known = ", ".join(preset_names(packages[0]))
+            raise UserError(f"unknown preset {name!r}; known: {known} (or a .toml path)")
         text = res.read_text(encoding="utf-8")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"preset {name!r} is not valid TOML: {e}") from None
     base = data.pop("base", None)
-    merged = _merge(_read_preset(base, (*seen, name)), data) if base else data
+    merged = _merge(_read_preset(base, (*seen, name), packages), data) if base else data
     return merged
 
 

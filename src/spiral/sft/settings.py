@@ -5,15 +5,13 @@ plus an `sft` section. Presets live in src/spiral/sft/presets/*.toml; `base` may
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from runkit.errors import UserError
 from runkit.settings import opt
-from spiral.config import Settings, _coerce, _merge, _read_preset, parse_value, set_value, validate
+from spiral import config
+from spiral.config import Settings, _coerce, parse_value, set_value, validate
 
 KIND = "spiral-sft"
 
@@ -46,37 +44,12 @@ class SFTSettings:
     micro_batch_size: int = opt(16, "expert turns per optimizer step")
 
 
+PACKAGES = ("spiral.sft.presets", "spiral.presets")  # an SFT preset may extend a `spiral train` preset
+
+
 def preset_names() -> list[str]:
     """Names of the built-in SFT presets."""
-    files = resources.files("spiral.sft.presets").iterdir()
-    return sorted(p.name[:-5] for p in files if p.name.endswith(".toml"))
-
-
-def _read(name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
-    """An SFT preset's table with its `base` chain merged in (a .toml path works too)."""
-    if name in seen:
-        raise UserError(f"preset {name!r} extends itself ({' -> '.join([*seen, name])})")
-    if name.endswith(".toml") or "/" in name:
-        path = Path(name)
-        if not path.is_file():
-            raise UserError(f"preset file {name} does not exist")
-        text = path.read_text(encoding="utf-8")
-    else:
-        res = resources.files("spiral.sft.presets") / f"{name}.toml"
-        if not res.is_file():
-            raise UserError(
-                f"unknown SFT preset {name!r}; known: {', '.join(preset_names())} (or a .toml path)"
-            )
-        text = res.read_text(encoding="utf-8")
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise UserError(f"preset {name!r} is not valid TOML: {e}") from None
-    base = data.pop("base", None)
-    if not base:
-        return data
-    parent = _read(base, (*seen, name)) if base in preset_names() else _read_preset(base)
-    return _merge(parent, data)
+    return config.preset_names(PACKAGES[0])
 
 
 def set_sft(sft: SFTSettings, key: str, value: Any) -> None:
@@ -89,7 +62,7 @@ def set_sft(sft: SFTSettings, key: str, value: Any) -> None:
 
 def load(preset: str, overrides: list[str] | None = None) -> tuple[Settings, SFTSettings]:
     """The run's settings and the SFT settings from a preset and `section.key=value` overrides, validated."""
-    data = _read(preset)
+    data = config._read_preset(preset, packages=PACKAGES)
     table = data.pop("sft", {})
     s = Settings.from_dict(data)
     s.preset = preset

@@ -112,6 +112,6 @@ def test_presets_load_and_bad_settings_are_one_line(capsys):
     with pytest.raises(UserError, match="unknown setting sft.nope"):
         load("sft-tiny", ["sft.nope=1"])
     assert main(["sft", "--preset", "no-such"]) == 2
-    assert "unknown SFT preset" in capsys.readouterr().err
+    assert "unknown preset 'no-such'; known: sft-kuhn-smollm2" in capsys.readouterr().err
     assert main(["sft", "--preset", "sft-tiny", "--expert-turns", "7", "--print-config"]) == 0
     assert json.loads(capsys.readouterr().out)["sft"]["expert_turns"] == 7

@@ -62,15 +62,18 @@ def rating_rows(doc: dict[str, Any], env_id: str) -> list[dict[str, Any]]:
     return rows
 
 
-def pair_rows(doc: dict[str, Any], env_id: str) -> list[dict[str, Any]]:
-    """One row per ordered pair (player, opponent): rates and mean reward with 95 % intervals."""
-    g = doc["games"][env_id]
-    rows = []
+def _cells(g: dict[str, Any]):
+    """(row player, column player, matrix cell or None) for every ordered pair, best players first."""
     for a in g["ranking"]:
         for b in g["ranking"]:
-            cell = g["matrix"].get(a, {}).get(b)
-            if cell is None:
-                continue
+            yield a, b, g["matrix"].get(a, {}).get(b)
+
+
+def pair_rows(doc: dict[str, Any], env_id: str) -> list[dict[str, Any]]:
+    """One row per ordered pair (player, opponent): rates and mean reward with 95 % intervals."""
+    rows = []
+    for a, b, cell in _cells(doc["games"][env_id]):
+        if cell is not None:
             rows.append({
                 "player": a, "opponent": b, "games": cell["games"],
                 "win [95 % CI]": f"{cell['win_rate']:.3f} {fmt_ci(cell['win_ci'])}",
@@ -85,18 +88,14 @@ def pair_rows(doc: dict[str, Any], env_id: str) -> list[dict[str, Any]]:
 def matrix_rows(doc: dict[str, Any], env_id: str) -> list[dict[str, Any]]:
     """The win / draw / loss matrix: row player against column player, best first."""
     g = doc["games"][env_id]
-    rows = []
-    for a in g["ranking"]:
-        row: dict[str, Any] = {"player \\ opponent": a}
-        for b in g["ranking"]:
-            cell = g["matrix"].get(a, {}).get(b)
-            row[b] = (
-                ""
-                if cell is None
-                else f"{cell['win_rate']:.2f} / {cell['draw_rate']:.2f} / {cell['loss_rate']:.2f}"
-            )
-        rows.append(row)
-    return rows
+    rows: dict[str, dict[str, Any]] = {a: {"player \\ opponent": a} for a in g["ranking"]}
+    for a, b, cell in _cells(g):
+        rows[a][b] = (
+            ""
+            if cell is None
+            else " / ".join(f"{cell[k]:.2f}" for k in ("win_rate", "draw_rate", "loss_rate"))
+        )
+    return list(rows.values())
 
 
 def md_table(rows: list[dict[str, Any]]) -> list[str]:
