@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from transition_matching.cli import main
+from transition_matching.config import PRESET_DIR
 from transition_matching.cost import PAPER_RATIO, config_pass_cost, count_flops, pass_cost
 from transition_matching.nn.backbone import MLPBackbone, TransformerBackbone
 from transition_matching.nn.head import FlowHead
@@ -84,3 +85,27 @@ def test_tm_cost_command_and_train_print_the_ratio(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path / "r"), "--no-progress", *tiny_argv(steps=2)]) == 0
     assert "cost per token: backbone pass" in capsys.readouterr().out
     assert PAPER_RATIO == 20.0
+
+
+PAPER_PRESETS = sorted(p.stem for p in PRESET_DIR.glob("*-paper.toml"))
+
+
+def test_paper_presets_come_in_fm_dtm_pairs_that_differ_only_in_the_method():
+    from transition_matching.config import load_preset
+
+    assert sorted(f"{m}-{k}-paper" for k in ("2d", "digits", "mnist") for m in ("dtm", "fm")) == PAPER_PRESETS
+    for kind in ("2d", "digits", "mnist"):
+        fm, dtm = load_preset(f"fm-{kind}-paper"), load_preset(f"dtm-{kind}-paper")
+        assert (fm.pop("method"), dtm.pop("method")) == ("fm", "dtm") and fm == dtm
+
+
+@pytest.mark.parametrize("preset", PAPER_PRESETS)
+def test_paper_presets_are_in_the_paper_regime(preset):
+    """The analytical ratio (FLOPs per token of a backbone pass against one head step) is >= 20."""
+    from transition_matching.config import make_config, resolve
+    from transition_matching.trainer import load_training_data
+
+    cfg = make_config(preset)
+    data = load_training_data(cfg)
+    cost = config_pass_cost(resolve(cfg, data.n_tokens), data, rows=64, repeats=0)
+    assert cost.flop_ratio >= PAPER_RATIO and cost.param_ratio >= PAPER_RATIO
