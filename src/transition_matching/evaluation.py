@@ -17,8 +17,17 @@ def model_space(data: Dataset, tokens: Tensor) -> np.ndarray:
     return data.scaler.encode(data.flat_raw(tokens))
 
 
-def evaluate(loaded: LoadedRun, n: int, opts: SampleOptions, seed: int = 0, label: int | None = None) -> dict:
-    """Metrics of n samples: W2, sliced W2, energy, MMD, memorisation and, for labelled images, cFID/accuracy."""
+def evaluate(
+    loaded: LoadedRun,
+    n: int,
+    opts: SampleOptions,
+    seed: int = 0,
+    label: int | None = None,
+    metrics: tuple[str, ...] | None = None,
+) -> dict:
+    """Metrics of n samples: W2, sliced W2, energy, MMD, memorisation and, for labelled images, cFID/accuracy
+    (and the independent classifier's accuracy); `metrics` restricts them to the named ones (memorisation:
+    "nn_ratio")."""
     data, cfg = loaded.data, loaded.config
     labels = default_labels(loaded, n, label)
     samples = draw_samples(loaded, n, opts, labels, seed)
@@ -39,12 +48,13 @@ def evaluate(loaded: LoadedRun, n: int, opts: SampleOptions, seed: int = 0, labe
         "seconds": samples.seconds,
         "seconds_per_1000": samples.seconds * 1000 / n,
     }
-    out.update(distribution_metrics(s, ref))
-    out.update(memorisation(s, train, held_out))
+    out.update(distribution_metrics(s, ref, metrics))
+    if metrics is None or "nn_ratio" in metrics:
+        out.update(memorisation(s, train, held_out))
     if data.is_image and data.labels is not None:
         from transition_matching.classifier import classifier_metrics
 
-        out.update(classifier_metrics(data, samples.tokens, labels))
+        out.update(classifier_metrics(data, samples.tokens, labels, names=metrics))
     return out
 
 

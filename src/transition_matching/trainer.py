@@ -7,6 +7,7 @@ import dataclasses
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -38,7 +39,8 @@ class TrainResult:
 
     step: int
     loss: float
-    seconds: float
+    seconds: float  # training wall time of this call, without the time spent in on_evaluate
+    eval_seconds: float = 0.0  # time spent in on_evaluate
 
 
 @dataclass
@@ -208,8 +210,14 @@ def train(
     stop_at: int | None = None,
     progress: bool = True,
     data: Dataset | None = None,
+    evaluate_every: int = 0,
+    on_evaluate: Callable[[int, object, nn.Module], None] | None = None,
 ) -> TrainResult:
-    """Train (or resume) the run in `run` up to cfg.steps, or stop early after `stop_at` steps."""
+    """Train (or resume) the run in `run` up to cfg.steps, or stop early after `stop_at` steps.
+
+    With on_evaluate, on_evaluate(step, method, ema_model) runs (under no_grad) after every `evaluate_every`
+    steps and after the last one, e.g. for quality-vs-steps curves; it must not change the EMA model. Training
+    draws its randomness from per-step generators, so the evaluations do not change the run."""
     world = init_world()
     torch.set_num_threads(max(1, cfg.threads))
     data = data if data is not None else load_training_data(cfg)
@@ -220,7 +228,7 @@ def train(
     bar_cm = _Silent()
     if progress and world.main:
         bar_cm = ProgressBar(cfg.steps, f"tm {cfg.method} {cfg.data}", start, every=max(10, cfg.steps // 10))
-    t0, t_log, window, loss = time.time(), time.time(), [], float("nan")
+    t0, t_log, window, loss, eval_s = time.time(), time.time(), [], float("nan"), 0.0
     with bar_cm as bar:
         for step in range(start, end):
             stats = _one_step(cfg, t, data, step, world)
@@ -234,12 +242,32 @@ def train(
             if world.main and (done % cfg.ckpt_every == 0 or done == end):
                 save_checkpoint(run.checkpoints / checkpoint_name(done), _state(done, t.model, t.ema, t.opt))
                 prune_checkpoints(run.checkpoints, cfg.keep_ckpts)
+            if on_evaluate is not None and evaluate_every > 0 and (done % evaluate_every == 0 or done == end):
+                t_eval = time.time()
+                with torch.no_grad():
+                    on_evaluate(done, t.method, t.ema)
+                eval_s += time.time() - t_eval
             bar.update(1, {"loss": loss})
     if logger is not None:
         logger.close()
     if world.size > 1:
         _check_replicas(t.model, run, world)
-    return TrainResult(step=max(start, end), loss=loss, seconds=time.time() - t0)
+    return TrainResult(
+        step=max(start, end), loss=loss, seconds=time.time() - t0 - eval_s, eval_seconds=eval_s
+    )
+
+
+def step_runner(cfg: TrainConfig, data: Dataset):
+    """A function that runs the next optimizer step of a fresh model of cfg on data (to time a step); its
+    `model` attribute is the network it trains."""
+    t, step = _setup(cfg, data), [0]
+
+    def run_one() -> None:
+        _one_step(cfg, t, data, step[0], World())
+        step[0] += 1
+
+    run_one.model = t.model
+    return run_one
 
 
 def _check_replicas(model: nn.Module, run: RunDir, world: World) -> None:

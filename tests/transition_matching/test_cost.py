@@ -54,9 +54,9 @@ def test_pass_cost_per_token_and_ratios():
     assert cost.time_ratio is not None and cost.time_ratio > 3  # a 256 x 4 MLP against a 16-wide head
     d = cost.as_dict()
     assert d["flop_ratio"] == cost.flop_ratio and json.dumps(d)
-    assert "by FLOPs" in cost.describe() and "by time" in cost.describe()
+    assert "by FLOPs" in cost.describe() and "by CPU time" in cost.describe()
     untimed = pass_cost(backbone, head, 1, 2, batch=8, repeats=0)
-    assert untimed.time_ratio is None and "by time" not in untimed.describe()
+    assert untimed.time_ratio is None and "by CPU time" not in untimed.describe()
 
 
 def test_fm_is_measured_against_the_head_dtm_would_have():
@@ -78,7 +78,7 @@ def test_tm_cost_command_and_train_print_the_ratio(tmp_path, capsys):
 
     assert main(["cost", "--method", "dtm", "--data", "checkerboard", "--width", "64", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("dtm on checkerboard (mlp 64 x ") and "by FLOPs" in out and "by time" in out
+    assert out.startswith("dtm on checkerboard (mlp 64 x ") and "by FLOPs" in out and "by CPU time" in out
     assert main(["cost", "--data", "digits", "--patch", "4", "--json", "--repeats", "0"]) == 0
     got = json.loads(capsys.readouterr().out)
     assert got["n_tokens"] == 4 and got["time_ratio"] is None and got["flop_ratio"] > 1

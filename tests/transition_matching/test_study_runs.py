@@ -39,7 +39,7 @@ def tiny(tiny_mode, monkeypatch):
     """The tiny mode with fake training and measuring that record their calls (deterministic rows)."""
     calls = {"train": [], "eval": []}
 
-    def fake_train(root, data, seed, spec, steps):
+    def fake_train(root, data, seed, spec, steps, mode_name="full"):
         calls["train"].append((data, seed, spec["name"]))
         sec = {"fm": 1.0, "dtm": 2.0}.get(spec["name"], 3.0)
         return {"data": data, "seed": seed, "name": spec["name"], "method": spec["method"], "steps": steps,
@@ -96,12 +96,17 @@ def test_cli_hands_its_options_to_run_study(cli, monkeypatch):
     assert mode_name == "quick" and out == cli.RESULTS
     assert root == cli.ROOT / "runs" / "bench" / "tm_quality_vs_nfe_quick"
     assert got["kw"] == {"datasets": ["digits"], "seeds": [1, 2], "methods": ["artm"], "jobs": 1, "eqtime": False,
-                         "ar_seeds": 1, "fresh": False, "note": "a b", "report_only": False,
+                         "ar_seeds": 1, "fresh": False, "note": "a b", "report_only": False, "estimate_only": False,
                          "command": "python benchmarks/tm_quality_vs_nfe.py --quick --data digits --seeds 1 2 "
                                     "--methods artm --no-eqtime --jobs 1 --ar-seeds 1 --note 'a b'"}  # fmt: skip
-    cli.main([])
+    cli.main([])  # the mode's data sets, seeds and methods (run_study fills them in)
     assert got["args"][0] == "full" and got["args"][2].name == "tm_quality_vs_nfe"
-    assert got["kw"]["datasets"] == list(plan.DEFAULT_DATA) and got["kw"]["seeds"] is None
+    assert got["kw"]["datasets"] is None and got["kw"]["seeds"] is None and got["kw"]["methods"] is None
+    cli.main(["--paper", "--estimate-only"])
+    assert got["args"][0] == "paper" and got["args"][2].name == "tm_quality_vs_nfe_paper"
+    assert got["kw"]["estimate_only"] is True
+    cli.main(["--paper", "--quick", "--data", "mnist"])
+    assert got["args"][0] == "paper_quick" and got["kw"]["datasets"] == ["mnist"]
 
 
 # ----------------------------------------------------------------------------------------- resume and merge

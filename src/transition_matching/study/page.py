@@ -8,14 +8,16 @@ from pathlib import Path
 
 from transition_matching.study.aggregate import TOL, aggregate, cost_fit, key_numbers, median
 from transition_matching.study.plan import (
-    DATA,
-    DEFAULT_DATA,
+    METHODS,
     MODES,
     STUDY,
     cells_of,
     data_settings,
+    default_datasets,
     json_path,
+    n_eval_of,
     plan_cells,
+    specs_of,
     suffix_of,
 )
 
@@ -32,12 +34,17 @@ def label(a: dict) -> str:
     return f"{a['method'].upper()}-{a['steps']} x{a['head_steps']}"
 
 
-def markdown_table(agg: list[dict], metrics: tuple[str, ...]) -> str:
-    """The per-configuration table of one data set."""
+def markdown_table(agg: list[dict], metrics: tuple[str, ...], floor: dict | None = None) -> str:
+    """The per-configuration table of one data set; with `floor`, a first row of the metrics of data vs data."""
     b, h = cost_fit(agg)
     head = "| config | seeds | backbone evals | head evals | " + " | ".join(metrics)
     head += " | s / 1000 samples (measured) | s / 1000 (cost model) |"
     lines = [head, "|" + "---|" * (6 + len(metrics))]
+    if floor:
+        vals = " | ".join(f"{floor[k]:.3f}" if k in floor else "-" for k in metrics)
+        lines.append(
+            f"| data vs data ({floor['n']} vs {floor['n']}, the floor) | - | 0 | 0 | {vals} | - | - |"
+        )
     for a in agg:
         ms = " | ".join(fmt(a, k) for k in metrics)
         lines.append(
@@ -159,21 +166,29 @@ def history_lines(history: list[dict]) -> list[str]:
     return out
 
 
-def page_sections(rows: list[dict], mode: dict, suffix: str, out: Path) -> list[str]:
+def page_sections(
+    rows: list[dict], mode: dict, suffix: str, out: Path, extras: dict | None = None
+) -> list[str]:
     """The per-data-set sections (headline bullets, table, training table, plot); writes the plots."""
+    from transition_matching.study import convergence
+
+    extras = extras or {}
     sections = []
-    for d in [d for d in DATA if any(r["data"] == d for r in rows)]:
-        metrics = DATA[d]["metrics"]
+    for d in [d for d in specs_of(mode) if any(r["data"] == d for r in rows)]:
+        spec = specs_of(mode)[d]
+        metrics = spec["metrics"]
         drows = [r for r in rows if r["data"] == d]
         agg = aggregate(drows, metrics)
         png = f"{STUDY}{suffix}_{d}.png"
         plot(agg, d, metrics, out / png)
         settings = {
-            **DATA[d]["train"],
+            **spec["train"],
             "steps": mode["steps"][d],
-            "guidance": DATA[d]["cfg"],
-            "n_eval": mode["n_eval"],
+            "guidance": spec["cfg"],
+            "n_eval": n_eval_of(mode, d),
         }
+        floor = extras.get("floors", {}).get(d)
+        cal = extras.get("calibration", {}).get(d)
         seeds_d = sorted({r["seed"] for r in drows})
         lines = []
         if any(a["method"] == "dtm" for a in agg) and any(a["method"] == "fm" for a in agg):
@@ -185,21 +200,39 @@ def page_sections(rows: list[dict], mode: dict, suffix: str, out: Path) -> list[
                 f"can be at most 128 / (16 + 64 x {h / b:.2f}) = {128 / (16 + 64 * h / b):.1f}x faster here. (The "
                 f"paper's ~7x implies head/backbone ~0.04.)"
             )
-        sec = [f"## {d}", f"Seeds {seeds_d}. Settings: `{json.dumps(settings)}`.", "\n".join(lines),
-               markdown_table(agg, metrics),
-               "Training (same steps for all; `fm-eqtime` = FM for as many steps as fit in DTM's training seconds):",
-               training_table(drows), f"![{d}]({png})"]  # fmt: skip
+        if floor:
+            lines.append("- Data-vs-data floor (what a perfect sampler scores with this many samples): "
+                         + ", ".join(f"{k} {floor[k]:.3f}" for k in metrics if k in floor)
+                         + f" ({floor['n']} vs {floor['n']}; first row of the table).")  # fmt: skip
+        if cal:
+            lines.insert(0, f"- Cost regime (measured before training): {convergence.regime_line(cal)}")
+        curves = convergence.section(
+            extras.get("curves", {}).get(d, {}), d, out / f"{STUDY}{suffix}_{d}_curves.png"
+        )
+        grid = f"{STUDY}{suffix}_{d}_samples.png"
+        train_title = ("Training (same steps for all; `fm-eqtime` = FM for as many steps as fit in DTM's training "
+                       "seconds):") if not cal else ("Training at equal compute (steps x calibrated seconds per step "
+                                                    "= the FM budget's; `training s` measured while training):")  # fmt: skip
+        sec = [f"## {d}", f"Seeds {seeds_d}. Settings: `{json.dumps(settings)}`.", "\n".join(lines), curves,
+               markdown_table(agg, metrics, floor), train_title,
+               training_table(drows) if not cal else convergence.compute_table(drows, cal), f"![{d}]({png})",
+               f"Class-conditional samples (guidance {spec['cfg']}, seed {mode['grid']['seed']}), a row per class:\n\n"
+               f"![{d} samples]({grid})" if (out / grid).is_file() else ""]  # fmt: skip
         sections.append("\n\n".join(x for x in sec if x))
     return sections
 
 
-def write_outputs(out: Path, mode_name: str, rows: list[dict], history: list[dict]) -> None:
-    """The JSON of raw rows, the markdown page and the plots of every cell present."""
+def write_outputs(
+    out: Path, mode_name: str, rows: list[dict], history: list[dict], extras: dict | None = None
+) -> None:
+    """The JSON of raw rows (and the curves, floors and calibrations in extras), the markdown page and the plots
+    of every cell present."""
     mode = MODES[mode_name]
     suffix = suffix_of(mode_name)
     summary = {"mode": mode_name, "settings": data_settings(mode, rows), "runs": history, "rows": rows}
+    summary.update({k: v for k, v in (extras or {}).items() if v})
     json_path(out, suffix).write_text(json.dumps(summary, indent=1), encoding="utf-8")
-    grid = plan_cells(DEFAULT_DATA, mode["seeds"], mode)
+    grid = plan_cells(default_datasets(mode), mode["seeds"], mode, methods=mode.get("methods", METHODS))
     done = set(cells_of(rows))
     n_grid = sum(len(v) for v in grid.values())
     n_done = sum((d, s, sp["name"]) in done for (d, s), v in grid.items() for sp in v)
@@ -208,11 +241,18 @@ def write_outputs(out: Path, mode_name: str, rows: list[dict], history: list[dic
         if n_done == n_grid
         else f" PARTIAL: {n_done} of the {n_grid} cells of the default grid are present."
     )
+    n_eval = mode["n_eval"]
+    draw = "the data set's n_eval" if isinstance(n_eval, dict) else f"the {n_eval}"
     timing = (f"the fastest of {1 + mode['time_repeats']} interleaved timed draws of 1,000 samples"
-              if mode["time_repeats"] else f"the timed draw of the {mode['n_eval']} metric samples, per 1,000")  # fmt: skip
+              if mode["time_repeats"] else f"the timed draw of {draw} metric samples, per 1,000")  # fmt: skip
     title = "# Transition Matching: quality vs backbone evaluations and wall time"
+    title += "" if mode_name == "full" else f" ({mode_name})"
+    if mode.get("equal_compute"):
+        title += ("\n\nThe paper's regime: a backbone pass costs >= 20x a head step per token (configs/tm/*-paper"
+                  ".toml), every model trained for the same compute (steps x measured seconds per step), FM and DTM "
+                  "evaluated while they train (quality vs steps) before the comparison.")  # fmt: skip
     header = "\n\n".join([
-        title + ("" if mode_name == "full" else f" ({mode_name})"),
+        title,
         "Made by these invocations (a cell = one data set, seed and model; each invocation skipped the cells already "
         "present and added its own):\n\n" + "\n".join(history_lines(history)),
         f"Seeds {sorted({r['seed'] for r in rows})}; metrics are mean ± std over seeds (the `seeds` column counts "
@@ -221,5 +261,5 @@ def write_outputs(out: Path, mode_name: str, rows: list[dict], history: list[dic
         "different machine load, so compare wall times within one invocation or use the cost-model column. Raw "
         f"per-seed rows (with `timed_at`): `{STUDY}{suffix}.json`.{partial}",
     ])  # fmt: skip
-    write_markdown(out / f"{STUDY}{suffix}.md", header, page_sections(rows, mode, suffix, out))
+    write_markdown(out / f"{STUDY}{suffix}.md", header, page_sections(rows, mode, suffix, out, extras))
     print(f"wrote {out / f'{STUDY}{suffix}.md'}", flush=True)

@@ -9,6 +9,8 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from transition_matching.config import load_preset
+
 STUDY = "tm_quality_vs_nfe"  # the stem of the result files and of the default run folder
 T3 = "0,0.5,0.75,1"  # the paper's T = 3 schedule for ARTM/FHTM
 
@@ -24,7 +26,7 @@ DATA = {  # training settings, guidance scale at sampling, the metrics reported 
     "mnist14": {"train": MNIST_TRAIN, "cfg": 2.0, "metrics": ("cfid", "class_acc")},  # optional
 }
 DEFAULT_DATA = ("checkerboard", "8gaussians", "digits")
-IMAGE_DATA = ("digits", "mnist14")
+IMAGE_DATA = ("digits", "mnist14", "mnist")
 HIGHER_IS_BETTER = {"class_acc"}
 MODES = {
     "full": {"seeds": (0, 1, 2), "steps": {"checkerboard": 500, "8gaussians": 500, "digits": 600, "mnist14": 600},
@@ -37,6 +39,70 @@ MODES = {
               "ar_head_steps": (4,), "time_repeats": 0},
 }  # fmt: skip
 METHODS = ("fm", "fm-eqtime", "dtm", "artm", "fhtm")
+
+# ----------------------------------------------------------------------------------------- the paper's regime
+
+
+def paper_train(preset: str) -> dict:
+    """The training settings of a *-paper preset that the study shares between methods (all but the method, the
+    data set and the steps, which the study sets)."""
+    return {k: v for k, v in load_preset(preset).items() if k not in ("method", "data", "steps")}
+
+
+PAPER_PRESETS = {"checkerboard": "dtm-2d-paper", "8gaussians": "dtm-2d-paper", "digits": "dtm-digits-paper",
+                 "mnist": "dtm-mnist-paper"}  # fmt: skip
+IMAGE_METRICS = ("cfid", "indep_acc", "class_acc")
+DATA_PAPER = {  # a backbone pass costs >= 20x a head step per token (configs/tm/*-paper.toml)
+    d: {"train": paper_train(p), "cfg": 1.0 if "2d" in p else 2.0,
+        "metrics": ("w2", "energy") if "2d" in p else IMAGE_METRICS}
+    for d, p in PAPER_PRESETS.items()
+}  # fmt: skip
+PAPER_COMMON = {
+    "data_specs": DATA_PAPER, "datasets": ("checkerboard", "8gaussians", "digits", "mnist"),
+    "only": {"mnist": {"seeds": (0,), "methods": ("fm", "dtm")}},  # the image showcase: one seed, FM and DTM
+    "methods": ("fm", "dtm"),  # the default; ARTM/FHTM (as in the full study) with --methods fm dtm artm fhtm
+    "eqtime": False, "equal_compute": True, "ar_seeds": 1,
+    "row_metrics": ("w2", "energy", "cfid", "class_acc", "indep_acc"), "time_repeats": 0,
+    "grid": {"seed": 0, "per_class": 8, "configs": (("fm", 128, 1), ("dtm", 16, 4))},
+}  # fmt: skip
+MODES["paper"] = {
+    **PAPER_COMMON, "seeds": (0, 1, 2), "target_min": 60,
+    "steps": {d: load_preset(p)["steps"] for d, p in PAPER_PRESETS.items()},  # FM steps: the compute budget
+    "n_eval": {"checkerboard": 2000, "8gaussians": 2000, "digits": 1000, "mnist": 300},
+    "fm_steps": (4, 8, 16, 32, 64, 128, 256), "dtm": [(T, S) for T in (4, 8, 16, 32) for S in (1, 4, 16)],
+    "ar_T": (1, 2, 3), "ar_head_steps": (4, 16),
+    "curve": {"points": 8, "n": {"checkerboard": 1000, "8gaussians": 1000, "digits": 500, "mnist": 200},
+              "fm": 32, "dtm": (16, 4)},
+}  # fmt: skip
+MODES["paper_quick"] = {
+    **PAPER_COMMON, "seeds": (0,), "target_min": 10,
+    "steps": {"checkerboard": 250, "8gaussians": 250, "digits": 150, "mnist": 80},
+    "n_eval": {"checkerboard": 1000, "8gaussians": 1000, "digits": 400, "mnist": 200},
+    "fm_steps": (4, 16, 64, 256), "dtm": [(T, S) for T in (4, 16) for S in (1, 4)],
+    "ar_T": (1, 3), "ar_head_steps": (4,),
+    "curve": {"points": 3, "n": {"checkerboard": 300, "8gaussians": 300, "digits": 200, "mnist": 100},
+              "fm": 16, "dtm": (8, 4)},
+}  # fmt: skip
+
+
+def specs_of(mode: dict) -> dict:
+    """The data sets a mode knows: name -> training settings, guidance scale, reported metrics."""
+    return mode.get("data_specs", DATA)
+
+
+def default_datasets(mode: dict) -> tuple[str, ...]:
+    return tuple(mode.get("datasets", DEFAULT_DATA))
+
+
+def n_eval_of(mode: dict, data: str) -> int:
+    """Samples per evaluated configuration (one number, or one per data set)."""
+    n = mode["n_eval"]
+    return n[data] if isinstance(n, dict) else n
+
+
+def only_of(mode: dict, data: str) -> dict:
+    """A mode's restrictions of one data set ({"seeds": ..., "methods": ...}, either may be absent)."""
+    return mode.get("only", {}).get(data, {})
 
 
 def suffix_of(mode_name: str) -> str:
@@ -82,26 +148,34 @@ def canon(x):
 def cell_settings(mode: dict, data: str) -> dict:
     """Everything that decides the rows of a cell of this data set (compared before a stored cell is reused)."""
     keys = ("n_eval", "fm_steps", "dtm", "ar_head_steps", "time_repeats")
-    return canon({"data": DATA[data], "steps": mode["steps"][data], **{k: mode[k] for k in keys}})
+    out = {"data": specs_of(mode)[data], "steps": mode["steps"][data], **{k: mode[k] for k in keys}}
+    out["n_eval"] = n_eval_of(mode, data)
+    out.update({k: mode[k] for k in ("equal_compute", "curve", "grid", "row_metrics") if k in mode})
+    return canon(out)
 
 
 def data_settings(mode: dict, rows: list[dict]) -> dict:
     """cell_settings of every data set with rows (stored in the JSON)."""
-    return {d: cell_settings(mode, d) for d in DATA if any(r["data"] == d for r in rows)}
+    return {d: cell_settings(mode, d) for d in specs_of(mode) if any(r["data"] == d for r in rows)}
 
 
 def plan_cells(
     datasets, seeds, mode: dict, ar_seeds: int | None = None, methods=METHODS, eqtime: bool = True
 ) -> dict[tuple[str, int], list[dict]]:
-    """The cells wanted: (data, seed) -> model specs; ARTM/FHTM only for the first `ar_seeds` seeds."""
+    """The cells wanted: (data, seed) -> model specs; ARTM/FHTM only for the first `ar_seeds` seeds (the mode's
+    own default, else all); a mode's per-data-set restrictions (`only`) and its `eqtime` switch apply."""
     seeds = list(seeds)
-    ar_seeds = len(seeds) if ar_seeds is None else ar_seeds
+    ar_seeds = mode.get("ar_seeds", len(seeds)) if ar_seeds is None else ar_seeds
     out = {}
     for d in datasets:
+        only = only_of(mode, d)
         for s in seeds:
-            specs = [sp for sp in models_for(mode) if sp["method"] in methods]
+            if s not in only.get("seeds", seeds):
+                continue
+            allowed = [m for m in methods if m in only.get("methods", methods)]
+            specs = [sp for sp in models_for(mode) if sp["method"] in allowed]
             specs = [sp for sp in specs if sp["method"] in ("fm", "dtm") or seeds.index(s) < ar_seeds]
-            if eqtime and "fm-eqtime" in methods:
+            if eqtime and mode.get("eqtime", True) and "fm-eqtime" in allowed:
                 specs.append(EQTIME)
             if specs:
                 out[(d, s)] = specs
@@ -144,7 +218,7 @@ def load_previous(path: Path, mode_name: str, fresh: bool = False) -> tuple[list
 
     def stale_row(r: dict) -> bool:  # a JSON of the first format has no settings: check its training steps
         d = r["data"]
-        if d not in DATA:
+        if d not in specs_of(mode):
             return True
         if d in stored:
             return stored[d] != cell_settings(mode, d)
@@ -161,6 +235,20 @@ def load_previous(path: Path, mode_name: str, fresh: bool = False) -> tuple[list
         history[0]["cells"] = len(cells_of(prev["rows"]))
     rows = [{"timed_at": history[0].get("date", ""), **r} for r in prev["rows"] if r["data"] not in stale]
     return rows, history
+
+
+def load_extras(path: Path, mode_name: str, rows: list[dict]) -> dict:
+    """The curves, floors and calibrations an earlier JSON of this mode holds, for the data sets still in rows."""
+    if not path.is_file():
+        return {}
+    prev = json.loads(path.read_text(encoding="utf-8"))
+    if prev.get("mode") != mode_name:
+        return {}
+    kept = {r["data"] for r in rows}
+    return {k: {d: v for d, v in prev.get(k, {}).items() if d in kept} for k in EXTRAS}
+
+
+EXTRAS = ("curves", "floors", "calibration")  # per data set, beside the rows in the JSON
 
 
 def cell_cache(root: Path, data: str, seed: int, name: str) -> Path:

@@ -10,7 +10,6 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from transition_matching.study.plan import (
-    DATA,
     EQTIME,
     MODES,
     canon,
@@ -18,27 +17,42 @@ from transition_matching.study.plan import (
     cell_settings,
     cells_of,
     models_for,
+    n_eval_of,
     run_path,
     sampling_grid,
+    specs_of,
 )
 
 
-def train_one(root: str, data: str, seed: int, spec: dict, steps: int) -> dict:
-    """Train one model for `steps` optimizer steps (1 thread); a finished run with the same settings is reused."""
+def model_settings(mode: dict, data: str, spec: dict) -> dict:
+    """The training settings of one model of the study (the data set's, with the model's method settings)."""
+    return canon({**specs_of(mode)[data]["train"], **{k: v for k, v in spec.items() if k != "name"}})
+
+
+def train_one(root: str, data: str, seed: int, spec: dict, steps: int, mode_name: str = "full") -> dict:
+    """Train one model for `steps` optimizer steps (1 thread); a finished run with the same settings is reused.
+    In a mode with quality curves, FM and DTM are evaluated every steps / points steps while they train."""
     import torch
 
     torch.set_num_threads(1)
     from runkit.io import atomic_write_json, read_json
     from runkit.rundir import create_run_dir
     from transition_matching.config import make_config, resolve
+    from transition_matching.study.quality import CurveRecorder, curve_spec
     from transition_matching.trainer import config_dict, load_training_data, train
 
+    mode = MODES[mode_name]
     path = run_path(Path(root), data, seed, spec["name"])
-    settings = canon({**DATA[data]["train"], **{k: v for k, v in spec.items() if k != "name"}})
+    settings = model_settings(mode, data, spec)
+    curve = curve_spec(mode, data, spec["name"], steps)
     done = path / "bench_train.json"
     if done.is_file():
         old = read_json(done)
-        if old["steps"] == steps and old.get("settings", settings) == settings:
+        if (
+            old["steps"] == steps
+            and old.get("settings", settings) == settings
+            and old.get("curve_spec") == curve
+        ):
             return old
     cfg = make_config(data=data, seed=seed, steps=steps, ckpt_every=steps, log_every=50, **settings)
     ds = load_training_data(cfg)
@@ -47,9 +61,14 @@ def train_one(root: str, data: str, seed: int, spec: dict, steps: int) -> dict:
         import shutil
 
         shutil.rmtree(path)
-    res = train(cfg, create_run_dir(path, config_dict(cfg), kind="tm"), data=ds, progress=False)
+    run = create_run_dir(path, config_dict(cfg), kind="tm")
+    rec = CurveRecorder(run, cfg, ds, curve, seed) if curve else None
+    res = train(cfg, run, data=ds, progress=False, evaluate_every=curve["every"] if curve else 0,
+                on_evaluate=rec)  # fmt: skip
     out = {"data": data, "seed": seed, "name": spec["name"], "method": spec["method"], "steps": res.step,
            "seconds": res.seconds, "settings": settings}  # fmt: skip
+    if curve:
+        out.update(curve_spec=curve, curve=rec.points, curve_seconds=res.eval_seconds)
     atomic_write_json(done, out)
     return out
 
@@ -85,6 +104,7 @@ def measure_cells(
     from transition_matching.runs import default_labels, draw_samples, load_run, sample_options
 
     mode = MODES[mode_name]
+    spec = specs_of(mode)[data]
     loaded = {n: load_run(run_path(Path(root), data, seed, n)) for n in names}
     jobs = [
         (n, s, S)
@@ -93,17 +113,18 @@ def measure_cells(
     ]
     rng = random.Random(seed)
     rng.shuffle(jobs)
-    rows, cfg_w, n = {}, DATA[data]["cfg"], mode["n_eval"]
+    rows, cfg_w, n = {}, spec["cfg"], n_eval_of(mode, data)
+    metrics = mode.get("row_metrics", ("w2", "energy", "cfid", "class_acc"))
     for name, steps, S in jobs:  # quality (and one timing) per configuration
         lr = loaded[name]
-        r = evaluate(lr, n, sample_options(lr, steps=steps, head_steps=S, cfg=cfg_w), seed=1000 + seed)
+        opts = sample_options(lr, steps=steps, head_steps=S, cfg=cfg_w)
+        r = evaluate(lr, n, opts, seed=1000 + seed, metrics=metrics)
         train = read_json(run_path(Path(root), data, seed, name) / "bench_train.json")
         rows[(name, steps, S)] = {
             "data": data, "seed": seed, "model": name, "method": lr.config.method, "trained_T": method_config(lr.config).T,
             "steps": steps, "head_steps": S if lr.method.uses_head else 0, "backbone_evals": r["backbone_evals"],
             "head_evals": r["head_evals"], "train_steps": train["steps"], "train_seconds": train["seconds"],
-            "times": [r["seconds_per_1000"]], "timed_at": stamp,
-            **{k: r[k] for k in ("w2", "energy", "cfid", "class_acc") if k in r},
+            "times": [r["seconds_per_1000"]], "timed_at": stamp, **{k: r[k] for k in metrics if k in r},
         }  # fmt: skip
     for _ in range(mode["time_repeats"]):  # extra timing rounds, again interleaved in a fresh order
         rng.shuffle(jobs)
@@ -115,6 +136,11 @@ def measure_cells(
     out = list(rows.values())
     for r in out:
         r["seconds_per_1000"] = min(r["times"])
+    grid = mode.get("grid")
+    if grid and loaded[names[0]].data.is_image and seed == grid["seed"]:
+        from transition_matching.study.quality import draw_grids
+
+        draw_grids(loaded, Path(root), data, seed, grid, cfg_w)
     return out
 
 
@@ -136,10 +162,13 @@ class InlinePool:
         return fut
 
 
-def run_plan(root: Path, todo: dict, mode_name: str, jobs: int, known: dict, stamp: str = ""):
+def run_plan(
+    root: Path, todo: dict, mode_name: str, jobs: int, known: dict, stamp: str = "", steps: dict | None = None
+):
     """Train and evaluate the cells in `todo` ((data, seed) -> specs) on `jobs` workers; yields the rows of each
     (data, seed) as soon as they are evaluated. `known` holds the training results ((data, seed, name) ->
-    {"steps", "seconds"}) of cells already finished, which the equal-time FM run may need.
+    {"steps", "seconds"}) of cells already finished, which the equal-time FM run may need. `steps` gives the
+    training steps of (data, name) (equal compute); by default every model trains the mode's steps.
 
     Seed-major order, and follow-up work (the equal-time FM run, the evaluation) goes before further training:
     results arrive early and a run stopped half-way still leaves complete (data, seed) parts for every data set.
@@ -158,7 +187,9 @@ def run_plan(root: Path, todo: dict, mode_name: str, jobs: int, known: dict, sta
         need[(d, s)] = names
     cost = {"fhtm": 4, "artm": 3, "dtm": 2, "fm": 1}  # slowest first so that the workers finish together
     datasets = list(dict.fromkeys(d for d, _ in todo))
-    tasks = [(str(root), d, s, specs[n], mode["steps"][d]) for (d, s), ns in need.items() for n in ns]
+    steps = steps or {}
+    tasks = [(str(root), d, s, specs[n], steps.get((d, n), mode["steps"][d]), mode_name)
+             for (d, s), ns in need.items() for n in ns]  # fmt: skip
     tasks.sort(key=lambda t: (t[2], datasets.index(t[1]), -cost[t[3]["method"]], t[3]["name"]))  # seed-major
     todo_q, ready, in_flight = deque(tasks), deque(), {}
     trained: dict[tuple, dict] = defaultdict(dict)
@@ -171,7 +202,7 @@ def run_plan(root: Path, todo: dict, mode_name: str, jobs: int, known: dict, sta
             fm = trained[(d, s)].get("fm") or known[(d, s, "fm")]
             dtm = trained[(d, s)].get("dtm") or known[(d, s, "dtm")]
             k = equal_time_steps(mode["steps"][d], fm["seconds"], dtm["seconds"])
-            ready.append(("eqtime", (str(root), d, s, EQTIME, k)))
+            ready.append(("eqtime", (str(root), d, s, EQTIME, k, mode_name)))
         else:
             ready.append(("eval", (str(root), d, s, mode_name, names, stamp)))
 
