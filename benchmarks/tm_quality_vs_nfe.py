@@ -22,14 +22,15 @@ so a stopped run continues where it stopped and a part of the grid can be added 
 interleaved in a shuffled order, and the reported time is the fastest of the timed draws.
 Writes docs/results/tm_quality_vs_nfe[_quick].{md,json} and docs/results/tm_quality_vs_nfe[_quick]_<data>.png.
 
---paper: the paper's cost regime. The backbone (configs/tm/*-paper.toml: a 512 x 4 MLP on 2D, a 256 x 4
+--paper: the paper's cost regime. The backbone (configs/tm/*-paper.toml: a 512 x 4 MLP on 2D, a 256 x 6
 transformer on images) costs >= 20x a step of the 64 x 2 head per token; every model trains for the same compute
 (steps x seconds per step, calibrated once per data set and stored under the run folder), FM and DTM are evaluated
 while they train (quality vs steps), W2 on 2,000 vs 2,000 points beside the data-vs-data floor, an independent
 CNN's accuracy beside cFID on images, and MNIST 28x28 (one seed, FM and DTM) with sample grids. The default grid
 is FM K = 4..256 and DTM T x S for T in 4..32 and S in 1, 4, 16 on checkerboard, 8 gaussians and digits (3
 seeds) and MNIST; add ARTM/FHTM (T = 1, 2, 3, first seed) with --methods fm dtm artm fhtm. The time estimate is
-printed before anything trains. Writes docs/results/tm_quality_vs_nfe_paper[_quick].*.
+printed before anything trains (estimated 54 min on 2 idle cores; ARTM/FHTM add about 25 min). Writes
+docs/results/tm_quality_vs_nfe_paper[_quick].*.
 """
 
 # A thin command line over transition_matching.study (the plan, workers, aggregation and page live there).

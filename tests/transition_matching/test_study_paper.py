@@ -62,7 +62,7 @@ def test_paper_modes_are_resumable_records_of_their_own():
         plan.cell_settings(plan.MODES["paper"], "digits"),
         plan.cell_settings(plan.MODES["paper_quick"], "digits"),
     )
-    assert a != b and a["equal_compute"] and a["curve"]["points"] == 8 and a["n_eval"] == 1000
+    assert a != b and a["equal_compute"] and a["curve"]["points"] == 8 and a["n_eval"] == 600
 
 
 # ----------------------------------------------------------------------------------------- equal compute
@@ -112,11 +112,13 @@ def test_estimate_adds_training_curves_sampling_and_metrics():
     steps = {("digits", "fm"): 4, ("digits", "dtm"): 4}
     fm = budget.cell_estimate(mode, "digits", todo[("digits", 0)][0], 4, cal)
     assert fm["train"] == pytest.approx(0.4)
-    per_sample = 4 * 1e-4  # one backbone pass over 4 tokens
+    per_sample = 2 * 4 * 1e-4  # one backbone pass over 4 tokens, of the batch that guidance doubles
     assert fm["sample"] == pytest.approx(30 * per_sample * (2 + 4))
     assert fm["curve"] == pytest.approx(2 * (20 * per_sample * 2 + 0.3 * (20 / 2000) ** 2))
     dtm = budget.cell_estimate(mode, "digits", todo[("digits", 0)][1], 4, cal)
-    assert dtm["sample"] == pytest.approx(30 * (per_sample * (2 + 2) + 4 * 1e-5 * (2 + 4)))
+    assert dtm["sample"] == pytest.approx(30 * (per_sample * (2 + 2) + 2 * 4 * 1e-5 * (2 + 4)))
+    toy = budget.cell_estimate(mode, "checkerboard", todo[("digits", 0)][0], 4, cal)  # no guidance on 2D
+    assert toy["sample"] == pytest.approx(48 * 4 * 1e-4 * (2 + 4))
     est = budget.estimate(mode, todo, steps, {"digits": cal}, jobs=2)
     assert est["total"] == pytest.approx(sum(fm.values()) + sum(dtm.values()))
     assert est["wall"] >= est["total"] / 2  # one (data, seed) chain cannot be split further than its parts

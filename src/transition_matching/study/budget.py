@@ -109,6 +109,7 @@ def cell_estimate(mode: dict, data: str, spec: dict, steps: int, cal: dict) -> d
     from transition_matching.study.quality import curve_spec
 
     n_tok = cal["n_tokens"]
+    rows = 2 if specs_of(mode)[data]["cfg"] != 1.0 else 1  # guidance doubles the batch ([conditional; null])
     train = steps * cal["step_seconds"].get(spec["name"], cal["step_seconds"]["fm"])
     metric = METRIC_SECONDS["toy" if data in TOYS else "image"]
     curve, sample, metrics = 0.0, 0.0, 0.0
@@ -116,8 +117,10 @@ def cell_estimate(mode: dict, data: str, spec: dict, steps: int, cal: dict) -> d
     if c:
         points = -(-steps // c["every"])
         he = c["steps"] * c["head_steps"] if spec["name"] == "dtm" else 0
-        curve = points * (_sample_seconds(cal, c["steps"], he, c["n"], n_tok) + metric * (c["n"] / 2000) ** 2)
-    n = n_eval_of(mode, data)
+        curve = points * (
+            _sample_seconds(cal, c["steps"], he, rows * c["n"], n_tok) + metric * (c["n"] / 2000) ** 2
+        )
+    n = rows * n_eval_of(mode, data)
     T = spec.get("T", 3 if "schedule" in spec else 1)
     for steps_k, S in sampling_grid(mode, spec["name"], spec["method"], T):
         if spec["method"] == "fm":
@@ -126,7 +129,7 @@ def cell_estimate(mode: dict, data: str, spec: dict, steps: int, cal: dict) -> d
             sample += _sample_seconds(cal, steps_k, steps_k * S, n, n_tok)
         else:  # ARTM/FHTM: T x n passes of one token (KV cache), T x n head ODEs of one token each
             sample += _sample_seconds(cal, steps_k * n_tok, steps_k * S, n, 1)
-        metrics += metric * (n / 2000) ** 2 if data in TOYS else metric
+        metrics += metric * (n / rows / 2000) ** 2 if data in TOYS else metric
     return {"train": train, "curve": curve, "sample": sample, "metrics": metrics}
 
 

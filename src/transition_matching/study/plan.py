@@ -68,11 +68,11 @@ PAPER_COMMON = {
 MODES["paper"] = {
     **PAPER_COMMON, "seeds": (0, 1, 2), "target_min": 60,
     "steps": {d: load_preset(p)["steps"] for d, p in PAPER_PRESETS.items()},  # FM steps: the compute budget
-    "n_eval": {"checkerboard": 2000, "8gaussians": 2000, "digits": 1000, "mnist": 300},
+    "n_eval": {"checkerboard": 2000, "8gaussians": 2000, "digits": 600, "mnist": 200},
     "fm_steps": (4, 8, 16, 32, 64, 128, 256), "dtm": [(T, S) for T in (4, 8, 16, 32) for S in (1, 4, 16)],
     "ar_T": (1, 2, 3), "ar_head_steps": (4, 16),
-    "curve": {"points": 8, "n": {"checkerboard": 1000, "8gaussians": 1000, "digits": 500, "mnist": 200},
-              "fm": 32, "dtm": (16, 4)},
+    "curve": {"points": 8, "n": {"checkerboard": 1000, "8gaussians": 1000, "digits": 300, "mnist": 100},
+              "fm": 16, "dtm": (8, 4)},
 }  # fmt: skip
 MODES["paper_quick"] = {
     **PAPER_COMMON, "seeds": (0,), "target_min": 10,
