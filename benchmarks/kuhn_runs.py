@@ -46,8 +46,7 @@ def row_of(r: dict, minutes: dict[int, float]) -> str:
     )
 
 
-def table(run: Path, every: int) -> str:
-    rows, minutes = readouts(run), training_minutes(run)
+def table(rows: list[dict], minutes: dict[int, float], every: int) -> str:
     first = next((r for r in rows if r["exploitability"] <= GOAL), None)
     shown = [r for r in rows if r["step"] % every == 0 or r is first or r is rows[-1]]
     lines = [
@@ -72,15 +71,14 @@ def table(run: Path, every: int) -> str:
     return "\n".join(lines)
 
 
-def plot(runs: list[Path], labels: list[str], out: Path) -> None:
+def plot(data: list[tuple[list[dict], dict[int, float]]], labels: list[str], out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(9, 4.5))
-    for run, label in zip(runs, labels, strict=True):
-        rows, minutes = readouts(run), training_minutes(run)
+    for (rows, minutes), label in zip(data, labels, strict=True):
         xs = [minutes.get(r["step"], float("nan")) for r in rows]
         (line,) = ax.plot(xs, [r["exploitability"] for r in rows], marker=".", label=f"{label}: last iterate")
         ax.plot(xs, [r["avg_exploitability"] for r in rows], ls="--", color=line.get_color(),
@@ -108,10 +106,11 @@ def main() -> None:
     labels = args.labels.split(",") if args.labels else [r.name for r in args.runs]
     if len(labels) != len(args.runs):
         sys.exit("error: --labels needs one name per run")
-    for run, label in zip(args.runs, labels, strict=True):
-        print(f"### {label} ({run})\n\n{table(run, args.every)}\n")
+    data = [(readouts(run), training_minutes(run)) for run in args.runs]  # each run's files read once
+    for run, label, (rows, minutes) in zip(args.runs, labels, data, strict=True):
+        print(f"### {label} ({run})\n\n{table(rows, minutes, args.every)}\n")
     if args.plot:
-        plot(args.runs, labels, args.plot)
+        plot(data, labels, args.plot)
         print(f"plot: {args.plot}")
 
 

@@ -95,7 +95,7 @@ class FastGenerator(SeededSampler):
 
     @kernels.setter
     def kernels(self, kernels) -> None:
-        self.forward.kernels = kernels
+        self.forward.kernels = self.weights.kernels = kernels  # the next load_weights packs for them too
 
     @property
     def layers(self):
