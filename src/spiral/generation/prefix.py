@@ -10,14 +10,18 @@ from __future__ import annotations
 import torch
 
 
-def plan_prefixes(prompts: list[list[int]], min_len: int = 32, keep: float = 0.75):
+def plan_prefixes(prompts: list[list[int]], min_len: int = 32):
     """Group prompts that share a long prefix: (group prefixes, group of each prompt, prefix length per prompt).
 
-    Prompts are visited in sorted order; one joins the current group when it shares at least `min_len`
-    tokens and `keep` of the group's prefix, which then shrinks to the common part. Every prompt keeps at
-    least its last token outside the prefix (its logits start the response).
+    Prompts are visited in sorted order. A prompt that shares n >= `min_len` tokens with the current group's
+    prefix (P tokens, k members) joins when that computes fewer tokens than opening a group of its own: the
+    prefix shrinks to n, so its k members recompute P - n tokens each and the prefix itself n - P fewer, while
+    the new prompt saves n; it joins when (k - 1)(P - n) < n. Prompts whose own parts are long (TicTacToe's board
+    and move list after the rules) still share the rules; a stray prompt cannot cut a large group's prefix short.
+    Every prompt keeps at least its last token outside the prefix (its logits start the response).
     """
     groups: list[list[int]] = []
+    size: list[int] = []
     group_of = [0] * len(prompts)
     for i in sorted(range(len(prompts)), key=lambda i: prompts[i]):
         p = prompts[i]
@@ -29,11 +33,13 @@ def plan_prefixes(prompts: list[list[int]], min_len: int = 32, keep: float = 0.7
                 if a != b:
                     break
                 n += 1
-            if n >= min_len and n >= keep * len(pre):
+            if n >= min_len and (size[-1] - 1) * (len(pre) - n) < n:
                 groups[-1] = pre[:n]
+                size[-1] += 1
                 group_of[i] = len(groups) - 1
                 continue
         groups.append(p[:cap])
+        size.append(1)
         group_of[i] = len(groups) - 1
     return groups, group_of, [len(groups[g]) for g in group_of]
 

@@ -55,6 +55,39 @@ def test_scores_equal_a_plain_forward_pass(tiny, style):
             assert s == pytest.approx(_plain_score(model, p, c), abs=2e-4)
 
 
+def test_scores_of_many_candidates_of_mixed_lengths_equal_a_plain_forward_pass(tiny):
+    """Up to 9 candidates a prompt (TicTacToe), of 1 to 6 tokens, side by side in one row under the tree mask."""
+    model, tok = tiny
+    fmt = PromptFormat(tok, "auto", "compact")
+    prompts = fmt.encode(["Board: X at 4. Your move.", "Board: empty. Your move, O.", "Make an offer."])
+    cands = [
+        [tok("\\boxed{" + str(i) + "}", add_special_tokens=False)["input_ids"] for i in range(9)],
+        [[17], tok(" \\boxed{[check]} then more", add_special_tokens=False)["input_ids"], [5, 6]],
+        [tok("\\boxed{[bet]}", add_special_tokens=False)["input_ids"]],
+    ]
+    assert max(len(c) for cs in cands for c in cs) > 5 and min(len(c) for cs in cands for c in cs) == 1
+    got = score_candidates(model, prompts, cands)
+    for p, cs, sc in zip(prompts, cands, got, strict=True):
+        for c, s in zip(cs, sc.tolist(), strict=True):
+            assert s == pytest.approx(_plain_score(model, p, c), abs=2e-4)
+
+
+def test_scores_under_eager_attention_equal_sdpa(tiny):
+    """The tree mask is boolean for SDPA and additive for eager attention; both give the same scores and grads."""
+    model, tok = tiny
+    prompts, cands = _kuhn_inputs(tok, KEYS[:4])
+    runs = []
+    for impl in ("sdpa", "eager"):
+        model.config._attn_implementation = impl
+        model.zero_grad()
+        scores = score_candidates(model, prompts, cands)
+        torch.stack([s.logsumexp(-1) for s in scores]).sum().backward()
+        runs.append(([s.detach() for s in scores], model.model.embed_tokens.weight.grad.clone()))
+    for a, b in zip(runs[0][0], runs[1][0], strict=True):
+        assert torch.allclose(a, b, atol=2e-4)
+    assert torch.allclose(runs[0][1], runs[1][1], atol=1e-4) and runs[0][1].abs().sum() > 0
+
+
 def test_scores_stay_with_their_prompt_whatever_the_chunking(tiny):
     model, tok = tiny
     prompts, cands = _kuhn_inputs(tok)

@@ -163,11 +163,27 @@ def test_plan_prefixes_groups_prompts_by_long_shared_prefixes():
 
     a = list(range(100))
     prompts = [a + [1, 2], [7] * 50, a[:80] + [5], a + [3], [7] * 50 + [8]]
-    groups, group_of, cut = plan_prefixes(prompts, min_len=32, keep=0.75)
+    groups, group_of, cut = plan_prefixes(prompts, min_len=32)
     assert group_of[0] == group_of[2] == group_of[3] and group_of[1] == group_of[4] != group_of[0]
     assert cut[0] == 80 and cut[1] == 49  # the common part; a prompt keeps its last token outside
     for p, c in zip(prompts, cut, strict=False):
         assert 0 <= c < len(p)
+
+
+def test_plan_prefixes_shares_the_rules_of_prompts_with_long_own_parts():
+    """TicTacToe-like prompts: a 100-token head, then 120 tokens of their own (more than the head's quarter).
+    They form one group with the head as prefix; a stray prompt sharing only part of the head does not cut the
+    prefix of a large group short, and opens its own group."""
+    from spiral.generation.prefix import plan_prefixes
+
+    head = list(range(100))
+    prompts = [head + [1000 + i] * 120 for i in range(10)] + [head[:40] + [5000] * 50]
+    groups, group_of, cut = plan_prefixes(prompts)
+    assert len(set(group_of[:10])) == 1 and cut[:10] == [100] * 10
+    assert group_of[10] != group_of[0] and len(groups) == 2
+    # two prompts alone share what they have in common, however short their own parts
+    groups, group_of, cut = plan_prefixes(prompts[:1] + prompts[10:])
+    assert len(groups) == 1 and cut == [40, 40]
 
 
 def _shared_prompts(tok):
