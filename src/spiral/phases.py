@@ -45,6 +45,12 @@ def _pct_ci(rate: float, ci: Any) -> str:
     return f"{rate:.3f} {fmt_ci(ci)}".rstrip()
 
 
+def _optional(block: dict[str, Any], what: str) -> str:
+    """`what`_rate with its interval, or '-' for summaries written before the rate was recorded."""
+    rate = block.get(f"{what}_rate")
+    return _pct_ci(float(rate), block.get(f"{what}_ci")) if rate is not None else "-"
+
+
 def training_seconds(rows: list[dict[str, Any]]) -> dict[str, float]:
     """Warm-up and self-play seconds as the run measured them (evaluation excluded)."""
     warm = sum(float(r["warmup/seconds"]) for r in rows if isinstance(r.get("warmup/seconds"), (int, float)))
@@ -61,7 +67,7 @@ def _md(value: Any) -> str:
 
 def phases_markdown(run_dir: str | Path) -> str:
     """Markdown: training time and, per phase (base, after warm-up, after self-play), each game, opponent and
-    seat with the win and invalid-move rates and their Wilson 95 % intervals (from eval/<phase>/summary.json)."""
+    seat with the win, draw, loss and invalid-move rates and their Wilson 95 % intervals, and the mean reward (from eval/<phase>/summary.json)."""
     run = Path(run_dir)
     rows = read_metrics(run / "metrics.jsonl") if (run / "metrics.jsonl").is_file() else []
     t = training_seconds(rows)
@@ -82,8 +88,9 @@ def phases_markdown(run_dir: str | Path) -> str:
             "",
         ]
     lines += [
-        "| phase | step | game vs opponent | seat | games | win rate [95 % CI] | invalid rate [95 % CI] | mean reward |",
-        "|---|---|---|---|---|---|---|---|",
+        "| phase | step | game vs opponent | seat | games | win rate [95 % CI] | draw rate [95 % CI] | "
+        "loss rate [95 % CI] | invalid rate [95 % CI] | mean reward [95 % CI] |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     found = False
     for phase, folder in PHASES.items():
@@ -101,8 +108,9 @@ def phases_markdown(run_dir: str | Path) -> str:
                         continue
                     lines.append(
                         f"| {label} | {_md(summary.get('step', ''))} | {_md(key)} | {seat.replace('seat', '')} | "
-                        f"{_md(b['games'])} | {_pct_ci(b['win_rate'], b.get('win_ci'))} | "
-                        f"{_pct_ci(b['invalid_rate'], b.get('invalid_ci'))} | {b['mean_reward']:.3f} |"
+                        f"{_md(b['games'])} | {_pct_ci(b['win_rate'], b.get('win_ci'))} | {_optional(b, 'draw')} | "
+                        f"{_optional(b, 'loss')} | {_pct_ci(b['invalid_rate'], b.get('invalid_ci'))} | "
+                        f"{_pct_ci(b['mean_reward'], b.get('mean_reward_ci'))} |"
                     )
     if not found:
         raise UserError(f"{run} has no eval/<phase>/summary.json; evaluate the run first")

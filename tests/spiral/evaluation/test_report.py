@@ -255,4 +255,20 @@ def test_phase_markdown_escapes_pipes_from_files(tmp_path):
     (run / "eval" / "0_base" / "summary.json").write_text(json.dumps(
         {"kind": "games", "step": "1|2", "results": {"Kuhn | evil\nline": {"all": block}}}))  # fmt: skip
     row = next(line for line in phases_markdown(run).splitlines() if line.startswith("| base"))
-    assert row.count(" | ") == 7 and "Kuhn \\| evil line" in row and "1\\|2" in row
+    assert row.count(" | ") == 9 and "Kuhn \\| evil line" in row and "1\\|2" in row
+    assert row.endswith("| - | - | 0.000 [0.000, 0.500] | 0.000 |")  # no draw / loss rates recorded: '-'
+
+
+def test_phase_markdown_shows_draw_and_loss_rates_with_their_intervals(tmp_path):
+    from spiral.phases import phases_markdown
+
+    run = make_run(tmp_path)
+    (run / "eval" / "2_after_selfplay").mkdir(parents=True)
+    block = {"games": 10, "win_rate": 0.1, "win_ci": [0.01, 0.4], "draw_rate": 0.6, "draw_ci": [0.3, 0.85],
+             "loss_rate": 0.3, "loss_ci": [0.1, 0.6], "invalid_rate": 0.0, "invalid_ci": [0, 0.3],
+             "mean_reward": -0.2, "mean_reward_ci": [-0.5, 0.1]}  # fmt: skip
+    (run / "eval" / "2_after_selfplay" / "summary.json").write_text(json.dumps(
+        {"kind": "games", "step": 7, "results": {"TicTacToe-v0 vs optimal": {"seat1": block}}}))  # fmt: skip
+    row = next(line for line in phases_markdown(run).splitlines() if line.startswith("| after self-play"))
+    assert row == ("| after self-play | 7 | TicTacToe-v0 vs optimal | 1 | 10 | 0.100 [0.010, 0.400] | "
+                   "0.600 [0.300, 0.850] | 0.300 [0.100, 0.600] | 0.000 [0.000, 0.300] | -0.200 [-0.500, 0.100] |")  # fmt: skip
