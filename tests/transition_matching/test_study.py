@@ -117,6 +117,27 @@ def test_key_numbers_find_fastest_dtm_at_fm_quality():
     assert "meets the >= 7x goal" in lines
 
 
+def test_seed_spread_check_picks_the_fastest_dtm_within_the_spread_of_fm():
+    def row(model, steps, S, w2, std, sec, seeds=3):
+        return {"model": model, "method": model, "steps": steps, "head_steps": S, "seeds": seeds, "w2": w2,
+                "w2_std": std, "seconds_per_1000": sec, "backbone_evals": steps, "head_evals": steps * S}  # fmt: skip
+
+    agg = [row("fm", 128, 0, 0.40, 0.01, 10.0), row("fm", 256, 0, 0.38, 0.01, 20.0),
+           row("dtm", 8, 4, 0.45, 0.02, 1.0), row("dtm", 16, 4, 0.42, 0.01, 2.0),
+           row("dtm", 32, 4, 0.385, 0.01, 4.0), row("dtm", 4, 1, 0.30, 0.0, 0.5, seeds=1)]  # fmt: skip
+    key = agg_mod.key_numbers(agg, "w2")
+    # FM 128: 16x4 is 0.02 worse, spread sqrt(0.01^2 + 0.01^2) = 0.014: out; 32x4 is better: in. 4x1 has 1 seed.
+    assert key["spread"][128]["dtm"]["steps"] == 32 and key["spread"][128]["speedup"] == pytest.approx(2.5)
+    assert key["spread"][256]["dtm"]["steps"] == 32  # 0.005 worse than FM 256, within 0.014
+    assert agg_mod.within_spread(agg[3], {**agg[0], "w2_std": 0.02}, "w2")  # 0.02 <= sqrt(0.01^2 + 0.02^2)
+    text = "\n".join(page.key_lines(key, "w2", (0.1, 0.01)))
+    assert "Seed-spread check, FM 128" in text and "2.5x less wall time measured" in text
+    assert "cost model predicts 2.9x" in text  # 0.1 x 128 / (0.1 x 32 + 0.01 x 128)
+    del agg[1:5]
+    assert agg_mod.key_numbers(agg, "w2")["spread"] == {128: {"ref": agg[0], "dtm": None, "speedup": None},
+                                                        256: None}  # fmt: skip
+
+
 def test_key_numbers_without_a_winner():
     rows = [r for r in ROWS if r["steps"] != 2]
     key = agg_mod.key_numbers(agg_mod.aggregate(rows, ("w2",)), "w2")

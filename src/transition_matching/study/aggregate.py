@@ -50,6 +50,27 @@ def reaches(a: float, ref: float, metric: str) -> bool:
     return a >= ref * (1 - TOL) if metric in HIGHER_IS_BETTER else a <= ref * (1 + TOL)
 
 
+def within_spread(a: dict, ref: dict, metric: str) -> bool:
+    """a is no worse than ref by more than the seed spread of their difference, sqrt(std_a^2 + std_ref^2)
+    (seed standard deviations; both need >= 2 seeds, else the check cannot pass)."""
+    if a["seeds"] < 2 or ref["seeds"] < 2:
+        return False
+    spread = math.hypot(a[metric + "_std"], ref[metric + "_std"])
+    worse = ref[metric] - a[metric] if metric in HIGHER_IS_BETTER else a[metric] - ref[metric]
+    return worse <= spread
+
+
+def spread_check(agg: list[dict], metric: str, fm_steps: int) -> dict | None:
+    """The fastest DTM configuration within the seed spread of FM at `fm_steps` (None when FM at that step
+    count is missing), with its measured speed-up over that FM configuration."""
+    ref = next((a for a in agg if a["model"] == "fm" and a["steps"] == fm_steps), None)
+    if ref is None:
+        return None
+    ok = [a for a in agg if a["model"] == "dtm" and within_spread(a, ref, metric)]
+    f = min(ok, key=lambda a: a["seconds_per_1000"]) if ok else None
+    return {"ref": ref, "dtm": f, "speedup": ref["seconds_per_1000"] / f["seconds_per_1000"] if f else None}
+
+
 def key_numbers(agg: list[dict], metric: str) -> dict:
     """FM-256 against DTM (best, 16x4, fastest at FM-256 quality) and FM's own fastest config at that quality."""
     pick = {(a["model"], a["steps"], a["head_steps"]): a for a in agg}
@@ -66,6 +87,7 @@ def key_numbers(agg: list[dict], metric: str) -> dict:
            "dtm_fastest_at_ref": fastest(dtm), "fm_fastest_at_ref": fastest(fm)}  # fmt: skip
     f = out["dtm_fastest_at_ref"]
     out["speedup"] = ref["seconds_per_1000"] / f["seconds_per_1000"] if f else None
+    out["spread"] = {k: spread_check(agg, metric, k) for k in (128, 256)}
     return out
 
 

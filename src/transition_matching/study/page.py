@@ -54,10 +54,27 @@ def markdown_table(agg: list[dict], metrics: tuple[str, ...], floor: dict | None
     return "\n".join(lines)
 
 
-def key_lines(key: dict, metric: str) -> list[str]:
-    """The headline comparison of one data set as markdown bullets."""
+def key_lines(key: dict, metric: str, cost: tuple[float, float] | None = None) -> list[str]:
+    """The headline comparison of one data set as markdown bullets; `cost` (seconds of one backbone and one head
+    pass per 1,000 samples) adds the speed-up the cost model predicts beside each measured one."""
     ref = key["fm_ref"]
     lines = []
+    for k, chk in key.get("spread", {}).items():
+        if chk is None:
+            continue
+        fm, d = chk["ref"], chk["dtm"]
+        if d is None:
+            lines.append(f"- **Seed-spread check, FM {k}** ({metric} {fmt(fm, metric)}): no DTM configuration is "
+                         f"within the seed spread (worse by at most sqrt(std_DTM^2 + std_FM^2)).")  # fmt: skip
+            continue
+        pred = ""
+        if cost is not None:
+            b, h = cost
+            model_s = b * d["backbone_evals"] + h * d["head_evals"]
+            pred = f"; the cost model predicts {(b * fm['backbone_evals']) / model_s:.1f}x"
+        lines.append(f"- **Seed-spread check, FM {k}** ({metric} {fmt(fm, metric)}): the fastest DTM within the seed "
+                     f"spread is {label(d)} ({metric} {fmt(d, metric)}), {chk['speedup']:.1f}x less wall time measured"
+                     f"{pred}.")  # fmt: skip
     for title, a in (("FM reference", ref), ("DTM best", key["dtm_best"]), ("DTM 16x4", key["dtm_16x4"])):
         if a is None:
             continue
@@ -192,8 +209,8 @@ def page_sections(
         seeds_d = sorted({r["seed"] for r in drows})
         lines = []
         if any(a["method"] == "dtm" for a in agg) and any(a["method"] == "fm" for a in agg):
-            lines = key_lines(key_numbers(agg, metrics[0]), metrics[0])
             b, h = cost_fit(agg)
+            lines = key_lines(key_numbers(agg, metrics[0]), metrics[0], (b, h))
             lines.append(
                 f"- Cost model (least squares over the FM and DTM rows): one backbone pass {1000 * b:.1f} ms and one "
                 f"head pass {1000 * h:.1f} ms per 1,000 samples, head/backbone = {h / b:.2f}; so DTM 16x4 vs FM 128 "
