@@ -16,7 +16,10 @@ the candidate tokens after the prompt are run:
           by side under a tree-shaped attention mask.
 
 Timed interleaved (before, copy, tree, before, ...), the fastest repetition kept, without gradients (rollout
-scoring) and with a backward pass (the learner's update). The largest score difference is printed too.
+scoring, chunks of 16,384 prompt tokens as MoveSampler forms them) and with a backward pass (the learner's update,
+chunks of 4,096 tokens as the presets' learner.micro_batch_tokens; with gradients on chunks of 16,384 tokens a
+first attempt grew to 16 GB resident and was killed for memory beside an 8 GB training run). The largest score
+difference is printed too.
 """
 
 from __future__ import annotations
@@ -112,11 +115,11 @@ def positions(game: str, n: int, seed: int) -> list[tuple[str, list[str]]]:
     return out[:n]
 
 
-def run(fn, model, prompts, cands, grad: bool) -> tuple[float, list[torch.Tensor]]:
-    """Seconds to score every chunk (and backpropagate when `grad`), with the scores."""
+def run(fn, model, prompts, cands, grad: bool, budget: int) -> tuple[float, list[torch.Tensor]]:
+    """Seconds to score every chunk of about `budget` prompt tokens (and backpropagate when `grad`)."""
     scores: list[torch.Tensor | None] = [None] * len(prompts)
     t0 = time.perf_counter()
-    for chunk in token_chunks(prompts, 16384):
+    for chunk in token_chunks(prompts, budget):
         with torch.set_grad_enabled(grad):
             got = fn(model, [prompts[i] for i in chunk], [cands[i] for i in chunk])
             if grad:
@@ -134,6 +137,12 @@ def main() -> int:
     ap.add_argument("--style", default="compact", choices=("paper", "compact"))
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--rollout-tokens", type=int, default=16384, help="chunk size of MoveSampler (prompt tokens)"
+    )
+    ap.add_argument(
+        "--learner-tokens", type=int, default=4096, help="the presets' learner.micro_batch_tokens"
+    )
     ap.add_argument("--out", default="")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -147,7 +156,8 @@ def main() -> int:
     mean_len = sum(len(p) for p in prompts) / len(prompts)
     head = (f"{args.game}: {len(prompts)} distinct positions, {n_cand} candidates "
             f"({n_cand / len(prompts):.1f} a position), prompts {mean_len:.0f} tokens on average, "
-            f"{args.threads} threads, fp32, best of {args.reps}")  # fmt: skip
+            f"{args.threads} threads, fp32, best of {args.reps}; chunks of {args.rollout_tokens} (rollout) and "
+            f"{args.learner_tokens} (learner) prompt tokens")  # fmt: skip
     print(head, flush=True)
     rows = []
     for grad in (False, True):
@@ -156,7 +166,8 @@ def main() -> int:
         got = {}
         for _ in range(args.reps):
             for name, fn in methods:
-                sec, got[name] = run(fn, model, prompts, cands, grad)
+                budget = args.learner_tokens if grad else args.rollout_tokens
+                sec, got[name] = run(fn, model, prompts, cands, grad, budget)
                 best[name] = min(best[name], sec)
         diff = max(float((a - b).abs().max()) for name in ("before", "copy")
                    for a, b in zip(got[name], got["tree"], strict=True))  # fmt: skip
