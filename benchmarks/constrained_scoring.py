@@ -130,6 +130,28 @@ def run(fn, model, prompts, cands, grad: bool, budget: int) -> tuple[float, list
     return time.perf_counter() - t0, scores
 
 
+def bf16_probe(args, model, prompts, cands) -> int:
+    """Print the tree method's seconds in fp32 and under bf16 autocast (interleaved), with the score difference."""
+    from spiral.generation.actions import autocast_for
+
+    print("| pass | fp32 (s) | bf16 autocast (s) | fp32 / bf16 | max abs score difference |")
+    for grad in (False, True):
+        best, got = {"fp32": float("inf"), "bf16": float("inf")}, {}
+        for _ in range(args.reps):
+            for dtype in ("fp32", "bf16"):
+                with autocast_for(dtype):
+                    sec, got[dtype] = run(score_candidates, model, prompts, cands, grad,
+                                          args.learner_tokens if grad else args.rollout_tokens)  # fmt: skip
+                best[dtype] = min(best[dtype], sec)
+        diff = max(
+            float((a.float() - b.float()).abs().max()) for a, b in zip(got["fp32"], got["bf16"], strict=True)
+        )
+        what = "scores + backward (learner)" if grad else "scores (rollout)"
+        print(f"| {what} | {best['fp32']:.2f} | {best['bf16']:.2f} | {best['fp32'] / best['bf16']:.2f}x | {diff:.1e} |",
+              flush=True)  # fmt: skip
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--positions", type=int, default=48)
@@ -144,6 +166,8 @@ def main() -> int:
         "--learner-tokens", type=int, default=4096, help="the presets' learner.micro_batch_tokens"
     )
     ap.add_argument("--out", default="")
+    ap.add_argument("--bf16-probe", action="store_true",
+                    help="instead: the tree method in fp32 against bf16 autocast (printed only)")  # fmt: skip
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     tok = load_tokenizer("smollm2-135m-instruct")
@@ -159,6 +183,8 @@ def main() -> int:
             f"{args.threads} threads, fp32, best of {args.reps}; chunks of {args.rollout_tokens} (rollout) and "
             f"{args.learner_tokens} (learner) prompt tokens")  # fmt: skip
     print(head, flush=True)
+    if args.bf16_probe:
+        return bf16_probe(args, model, prompts, cands)
     rows = []
     for grad in (False, True):
         methods = (("before", score_before), ("copy", score_by_cache_copies), ("tree", score_candidates))
