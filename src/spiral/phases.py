@@ -67,7 +67,8 @@ def _md(value: Any) -> str:
 
 def phases_markdown(run_dir: str | Path) -> str:
     """Markdown: training time and, per phase (base, after warm-up, after self-play), each game, opponent and
-    seat with the win, draw, loss and invalid-move rates and their Wilson 95 % intervals, and the mean reward (from eval/<phase>/summary.json)."""
+    seat with the win, draw, loss and invalid-move rates and their Wilson 95 % intervals, and the mean reward
+    (from eval/<phase>/summary.json)."""
     run = Path(run_dir)
     rows = read_metrics(run / "metrics.jsonl") if (run / "metrics.jsonl").is_file() else []
     t = training_seconds(rows)

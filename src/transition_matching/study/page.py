@@ -36,7 +36,7 @@ def label(a: dict) -> str:
 
 def markdown_table(agg: list[dict], metrics: tuple[str, ...], floor: dict | None = None) -> str:
     """The per-configuration table of one data set; with `floor`, a first row of the metrics of data vs data."""
-    b, h = cost_fit(agg)
+    cost = cost_fit(agg)
     head = "| config | seeds | backbone evals | head evals | " + " | ".join(metrics)
     head += " | s / 1000 samples (measured) | s / 1000 (cost model) |"
     lines = [head, "|" + "---|" * (6 + len(metrics))]
@@ -49,9 +49,14 @@ def markdown_table(agg: list[dict], metrics: tuple[str, ...], floor: dict | None
         ms = " | ".join(fmt(a, k) for k in metrics)
         lines.append(
             f"| {label(a)} | {a['seeds']} | {a['backbone_evals']} | {a['head_evals']} | {ms} | {a['seconds_per_1000']:.3f} | "
-            f"{b * a['backbone_evals'] + h * a['head_evals']:.3f} |"
+            f"{model_seconds(a, cost):.3f} |"
         )
     return "\n".join(lines)
+
+
+def model_seconds(a: dict, cost: tuple[float, float]) -> float:
+    """Seconds per 1,000 samples the cost model (one backbone pass, one head pass) gives configuration `a`."""
+    return cost[0] * a["backbone_evals"] + cost[1] * a["head_evals"]
 
 
 def key_lines(key: dict, metric: str, cost: tuple[float, float] | None = None) -> list[str]:
@@ -69,9 +74,7 @@ def key_lines(key: dict, metric: str, cost: tuple[float, float] | None = None) -
             continue
         pred = ""
         if cost is not None:
-            b, h = cost
-            model_s = b * d["backbone_evals"] + h * d["head_evals"]
-            pred = f"; the cost model predicts {(b * fm['backbone_evals']) / model_s:.1f}x"
+            pred = f"; the cost model predicts {model_seconds(fm, cost) / model_seconds(d, cost):.1f}x"
         lines.append(f"- **Seed-spread check, FM {k}** ({metric} {fmt(fm, metric)}): the fastest DTM within the seed "
                      f"spread is {label(d)} ({metric} {fmt(d, metric)}), {chk['speedup']:.1f}x less wall time measured"
                      f"{pred}.")  # fmt: skip
