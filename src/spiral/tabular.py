@@ -67,7 +67,10 @@ class TabularSettings:
     ppo_epochs: int = 2
     clip: float = 0.2
     entropy_coef: float = 0.0
-    kl_coef: float = 0.0  # KL(policy || starting policy), exact per information set
+    kl_coef: float = 0.0  # KL(policy || magnet), exact per information set
+    magnet_every: int = (
+        0  # steps between moves of the magnet to the current policy (0: the start, never moved)
+    )
     pool_size: int = 0
     pool_every: int = 10
     pool_prob: float = 0.5
@@ -126,6 +129,8 @@ def train_tabular(s: TabularSettings) -> TabularResult:
         if batch:
             _ppo(table, start, opt, batch, s)
         step += 1
+        if s.magnet_every and step % s.magnet_every == 0:
+            start = table.logits.detach().clone()
         if s.pool_size and step % s.pool_every == 0:
             pool = [*pool, KuhnPolicyAgent(table.policy(), seed=s.seed + step)][-s.pool_size :]
         if step % s.eval_every == 0 or played >= s.turns:
@@ -175,8 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for seed in range(seeds):
         r = train_tabular(TabularSettings(**{**args, "seed": seed}))
+        late = r.exploitability[len(r.exploitability) * 3 // 4 :]
         rows.append({"seed": seed, "final": r.exploitability[-1], "final_avg": r.avg_exploitability[-1],
-                     "min": min(r.exploitability), "turns_to_0.15": r.first_turns_below(0.15),
+                     "min": min(r.exploitability), "late_max": max(late), "turns_to_0.15": r.first_turns_below(0.15),
                      "seconds": round(r.seconds, 1)})  # fmt: skip
     if as_json:
         print(json.dumps({"settings": args, "runs": rows}, indent=2))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import sys
 import time
 import warnings
@@ -102,6 +103,9 @@ class Trainer:
             self.s.learner.kl_coef > 0 and self.s.learner.kl_ref == "base"
         ):  # the model as loaded, also on resume
             ref = plain_copy(load_model(m.name, self.tokenizer) if full_ckpt else self.model, torch.float32)
+        stranded = self.run.path / (REFERENCE + ".old")  # stopped while a moving magnet replaced the folder
+        if stranded.is_dir() and not (self.run.path / REFERENCE).is_dir():
+            stranded.replace(self.run.path / REFERENCE)
         elif self.s.learner.kl_coef > 0 and (self.run.path / REFERENCE).is_dir():  # kl_ref = start, resumed
             ref = load_model(str(self.run.path / REFERENCE), self.tokenizer)
             ref.eval().requires_grad_(False)
@@ -132,6 +136,7 @@ class Trainer:
         self.learner = Learner(self.model, self.s.learner, r.temperature, learner_dtype(self.s), ref, share)
         self.readouts: list[dict] = []  # exact Kuhn readouts of this run (eval/exploitability.jsonl)
         self.pool: list = []  # opponent pool: frozen past policies (rollout.pool_size)
+        self.magnet: dict[str, torch.Tensor] | None = None  # LoRA adapters of the moving KL reference
         self.rated = rated_pool(self.s, self.collector.rng)  # draws by rating / with fixed agents, or None
         if r.pool_size or self.rated is not None:
             self.collector.pool = self._pool_opponent
@@ -151,6 +156,8 @@ class Trainer:
             self.collector.opponents[env_id].policy.generator.set_state(st)
         if self.remote is not None:
             self.remote.set_state(state.get("workers"), self.step)
+        if state.get("magnet") is not None:
+            self._move_magnet(state["magnet"])
 
     # ---- checkpoints ----------------------------------------------------------------------------
     def save(self) -> Path:
@@ -174,6 +181,8 @@ class Trainer:
             state["workers"] = self.remote.get_state()
         if is_peft(self.model):
             state["adapters"] = {n: p.detach() for n, p in self.model.named_parameters() if p.requires_grad}
+            if self.magnet is not None:
+                state["magnet"] = self.magnet
 
         def write_model(tmp: Path) -> None:
             model = plain_copy(self.model, torch.float32) if is_peft(self.model) else self.model
@@ -261,6 +270,11 @@ class Trainer:
             while self.step < s.run.steps:
                 last = self.train_step()
                 self.step += 1
+                every = s.learner.kl_ref_every
+                if every and s.learner.kl_coef > 0 and self.step % every == 0:
+                    t_magnet = time.perf_counter()
+                    self._move_magnet()
+                    last["time/step_seconds"] += time.perf_counter() - t_magnet  # part of training time
                 self.train_seconds += last["time/step_seconds"]
                 last["time/train_minutes"] = self.train_seconds / 60
                 out_of_time = bool(s.run.max_minutes) and self.train_seconds >= 60 * s.run.max_minutes
@@ -326,10 +340,33 @@ class Trainer:
         ref = plain_copy(self.model, torch.float32)
         folder = self.run.path / REFERENCE
         tmp = folder.with_name(folder.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
         ref.save_pretrained(tmp)
         self.tokenizer.save_pretrained(tmp)
+        old = folder.with_name(folder.name + ".old")  # a moving magnet replaces the folder: old one out first
+        shutil.rmtree(old, ignore_errors=True)
+        if folder.is_dir():
+            folder.replace(old)
         tmp.replace(folder)
+        shutil.rmtree(old, ignore_errors=True)
         self.learner.ref_model = ref
+
+    def _move_magnet(self, adapters: dict[str, torch.Tensor] | None = None) -> None:
+        """learner.kl_ref_every: the KL reference becomes the current policy (or, on resume, the policy whose
+        LoRA adapters were saved as the magnet). LoRA runs keep the magnet's adapters in the checkpoint; full
+        fine-tuning writes it to the run's reference folder."""
+        if adapters is not None:
+            current = {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
+            self.model.load_state_dict(adapters, strict=False)
+        if is_peft(self.model):
+            self.learner.ref_model = plain_copy(self.model, torch.float32)
+            self.magnet = {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
+        else:
+            self._freeze_reference()
+        if adapters is not None:
+            self.model.load_state_dict(current, strict=False)
+        self.learner.ref_model.eval().requires_grad_(False)
+        self.learner._ref_scores.clear()
 
     def _snapshot(self) -> None:
         """Add the current policy to the opponent pool (oldest out beyond rollout.pool_size)."""

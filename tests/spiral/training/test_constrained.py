@@ -296,3 +296,30 @@ def test_truncate_jsonl_keeps_rows_up_to_the_step(tmp_path):
     path.write_bytes(b'{"step": 1}\n{"step": 2}\nnot json\n\xff\n{"step": 3}\n[1]\n')
     assert truncate_jsonl(path, 2) == 4 and path.read_text() == '{"step": 1}\n{"step": 2}\n'
     assert truncate_jsonl(path, 2) == 0 and truncate_jsonl(tmp_path / "missing.jsonl", 0) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lora", [True, False])
+def test_a_moving_magnet_restarts_the_kl_and_resumes_exactly(tmp_path, lora):
+    """learner.kl_ref_every=2: the reference becomes the policy after steps 2 and 4, so the KL of the next
+    update (one PPO epoch, measured before it moves the policy) is zero there and positive in between; a run
+    resumed at step 3, between two moves (LoRA: the magnet's adapters in the checkpoint; full: the reference
+    folder), equals an uninterrupted one."""
+    from runkit.metrics import read_metrics
+    from spiral.cli import main
+
+    args = [*CONSTRAINED, "--set", "learner.kl_ref_every=2", "--set", "learner.ppo_epochs=1", "--set",
+            f"model.lora={str(lora).lower()}", "--set", "learner.lr=3e-3"]  # fmt: skip
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    assert main(["train", *args, "--steps", "5", "--out", str(whole)]) == 0
+    kl = {r["step"]: r["train/kl"] for r in read_metrics(whole / "metrics.jsonl") if "train/kl" in r}
+    # zero up to the merged copy's rounding (~1e-8) after each move, positive between moves
+    assert [k for k, v in kl.items() if v < 1e-6] == [1, 3, 5] and min(kl[2], kl[4]) > 1e-3
+    assert main(["train", *args, "--steps", "3", "--out", str(part), "--set", "run.save_every=3"]) == 0
+    assert main(["train", "--resume", str(part), "--steps", "5", "--threads", "1"]) == 0  # magnet of step 2
+    a, b = read_metrics(whole / "metrics.jsonl"), read_metrics(part / "metrics.jsonl")
+    # equal up to the reference's scoring batches (the cache is filled by other prompt groups after a resume);
+    # a wrong magnet (the policy of step 3, or of step 0) moves the KL by far more than this
+    assert a[-2]["train/kl"] == pytest.approx(b[-2]["train/kl"], rel=1e-4) and a[-2]["train/kl"] > 1e-3
+    assert a[-1]["train/loss"] == pytest.approx(b[-1]["train/loss"], rel=1e-4, abs=1e-7)
+    assert a[-1]["eval/exploitability"] == pytest.approx(b[-1]["eval/exploitability"], abs=1e-6)
