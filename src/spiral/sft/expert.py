@@ -115,12 +115,20 @@ def examples(
 ) -> list[Turn]:
     """The expert turns as fine-tuning examples (Turn records, as the warm-up's finetune takes them)."""
     cands = Candidates(tokenizer)
-    prompts = prompt_format.encode([t.observation for t in turns])
+    # each distinct observation and response is tokenized once and its token list shared by its turns:
+    # 10^6 Kuhn turns hold 12 distinct prompts
+    distinct = list(dict.fromkeys(t.observation for t in turns))
+    prompt_of = dict(zip(distinct, prompt_format.encode(distinct), strict=True))
+    response_of: dict[str, list[int]] = {}
     out = []
-    for t, prompt in zip(turns, prompts, strict=True):
-        if constrained:
-            ids = list(cands.ids(t.move))
-        else:
-            ids = list(tokenizer(t.response, add_special_tokens=False)["input_ids"]) + [stop_id]
-        out.append(Turn(t.game, t.env_id, t.role, prompt, ids, [0.0] * len(ids), t.response, t.legal))
+    for t in turns:
+        ids = response_of.get(t.response)
+        if ids is None:
+            if constrained:
+                ids = list(cands.ids(t.move))
+            else:
+                ids = list(tokenizer(t.response, add_special_tokens=False)["input_ids"]) + [stop_id]
+            response_of[t.response] = ids
+        out.append(Turn(t.game, t.env_id, t.role, prompt_of[t.observation], ids, [0.0] * len(ids), t.response,
+                        t.legal))  # fmt: skip
     return out

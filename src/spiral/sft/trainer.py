@@ -25,7 +25,7 @@ from spiral.sft.expert import ExpertTurn, examples, play_expert
 from spiral.sft.settings import SFTSettings
 from spiral.training.learner import collate, response_logprobs
 from spiral.training.trainer import Trainer
-from spiral.training.warmup import finetune
+from spiral.training.warmup import finetune, finetune_batched
 
 HELDOUT_SEED = 1_000_003  # held-out deals: another stream than the training games'
 PROBE_BATCH = 64
@@ -115,8 +115,12 @@ class SFTTrainer(Trainer):
         self.metrics.log(0, {**first, **counts, **self.metrics_before})
         self.log(f"sft: before: {_fmt(before)}")
         t1 = time.perf_counter()
-        stats = finetune(self.model, train_data, f.lr, f.epochs, f.micro_batch_size, s.run.seed,
-                         self.learner.share_prefix)  # fmt: skip
+        if f.batch_size:
+            stats = finetune_batched(self.model, train_data, f.lr, f.epochs, f.batch_size, f.micro_batch_size,
+                                     s.run.seed, self.learner.share_prefix)  # fmt: skip
+        else:
+            stats = finetune(self.model, train_data, f.lr, f.epochs, f.micro_batch_size, s.run.seed,
+                             self.learner.share_prefix)  # fmt: skip
         seconds = time.perf_counter() - t1
         self.policy.generator.load_weights(self.model)
         self.step = max(1, int(stats["sft_updates"]))

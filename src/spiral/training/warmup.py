@@ -8,6 +8,7 @@ policy's own, whatever their outcome: no expert moves, so the strategy must stil
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections import Counter
@@ -145,6 +146,69 @@ def finetune(
             losses.append(loss.item())
     opt.zero_grad(set_to_none=True)
     return {"sft_loss": sum(losses) / max(len(losses), 1), "sft_updates": float(len(losses))}
+
+
+def weighted_backward(
+    model, batch: list[Turn], micro_batch_size: int, share_prefix: bool
+) -> tuple[float, int]:
+    """Backward of the batch's mean token NLL with each distinct (prompt, response) pair computed once and
+    weighted by its count; returns the loss (nan if not finite, gradients then partial) and the distinct pairs."""
+    counts = Counter((tuple(t.prompt_ids), tuple(t.response_ids)) for t in batch)
+    firsts: dict[tuple, Turn] = {}
+    for t in batch:
+        firsts.setdefault((tuple(t.prompt_ids), tuple(t.response_ids)), t)
+    keys = sorted(counts)  # similar prompts side by side: shared prefixes are computed once
+    tokens = sum(counts[k] * len(k[1]) for k in keys)
+    total = 0.0
+    for j in range(0, len(keys), micro_batch_size):
+        part = keys[j : j + micro_batch_size]
+        mb = collate([firsts[k] for k in part])
+        weight = torch.tensor([float(counts[k]) for k in part])
+        logp = response_logprobs(model, mb, share_prefix=share_prefix)
+        loss = -((logp * mb["response_mask"]).sum(-1) * weight).sum() / tokens
+        if not torch.isfinite(loss):
+            return float("nan"), len(keys)
+        loss.backward()
+        total += loss.item()
+    return total, len(keys)
+
+
+def finetune_batched(
+    model,
+    examples: list[Turn],
+    lr: float,
+    epochs: int,
+    batch_size: int,
+    micro_batch_size: int,
+    seed: int,
+    share_prefix: bool = False,
+) -> dict[str, float]:
+    """SFT with `batch_size` examples per optimizer step, each identical (prompt, response) pair of a batch
+    computed once and weighted by its count: the same loss and gradient as the batch with its repeats (mean token
+    NLL over all its answers), at the cost of its distinct pairs only. Kuhn has 12 information sets, so a batch
+    of thousands of expert turns holds at most 24 distinct pairs. `micro_batch_size` distinct pairs per
+    forward/backward (gradient accumulation within the step)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
+    gen = torch.Generator().manual_seed(seed)
+    losses, distinct = [], 0
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(examples), generator=gen).tolist()
+        for start in range(0, len(order), batch_size):
+            batch = [examples[i] for i in order[start : start + batch_size]]
+            opt.zero_grad(set_to_none=True)
+            total, keys = weighted_backward(model, batch, micro_batch_size, share_prefix)
+            distinct += keys
+            if not math.isfinite(total):
+                opt.zero_grad(set_to_none=True)
+                continue
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            losses.append(total)
+    opt.zero_grad(set_to_none=True)
+    return {"sft_loss": sum(losses) / max(len(losses), 1), "sft_updates": float(len(losses)),
+            "sft_distinct_per_update": distinct / max(len(losses), 1)}  # fmt: skip
 
 
 def run_warmup(model, policy, collector: RolloutCollector, settings, log=print) -> dict[str, float]:

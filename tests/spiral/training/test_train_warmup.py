@@ -10,9 +10,11 @@ from spiral.training.warmup import (
     accepted_answer,
     build_examples,
     finetune,
+    finetune_batched,
     short_decisions,
     top_up_turns,
     valid_rates,
+    weighted_backward,
 )
 
 LEGAL = ["[check]", "[bet]"]
@@ -80,6 +82,45 @@ def test_finetune_raises_the_likelihood_of_the_kept_answers(tiny):
     with torch.no_grad():
         after = (response_logprobs(model, batch) * batch["response_mask"]).sum().item()
     assert stats["sft_updates"] == 6 and after > before + 1.0
+
+
+def _grads(model) -> torch.Tensor:
+    return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+
+def test_counted_pairs_give_the_gradient_of_the_batch_with_its_repeats(tiny):
+    """Three distinct (prompt, answer) pairs repeated 5, 2 and 1 times: computing each once, weighted by its
+    count, gives the loss and gradient of the mean token NLL over all eight, in any micro-batching."""
+    model, tok = tiny
+    a = build_examples([_turn("\\boxed{bet}")], tok, "strict", 0, tok.eos_token_id)[0]
+    b = build_examples(
+        [_turn("I check \\boxed{check}", prompt=(1, 2, 7))], tok, "strict", 0, tok.eos_token_id
+    )[0]
+    c = build_examples([_turn("\\boxed{check}", prompt=(5, 6))], tok, "strict", 0, tok.eos_token_id)[0]
+    batch = [a] * 5 + [b] * 2 + [c]
+    mb = collate(batch)
+    model.zero_grad()
+    plain = -(response_logprobs(model, mb) * mb["response_mask"]).sum() / mb["response_mask"].sum()
+    plain.backward()
+    want = _grads(model)
+    for micro in (1, 2, 3):
+        model.zero_grad()
+        loss, distinct = weighted_backward(model, batch[::-1], micro, share_prefix=False)
+        assert distinct == 3 and abs(loss - plain.item()) < 1e-5
+        torch.testing.assert_close(_grads(model), want, atol=1e-6, rtol=1e-4)
+
+
+def test_batched_finetune_fits_the_answers_in_one_update_per_batch(tiny):
+    model, tok = tiny
+    ex = build_examples([_turn("\\boxed{bet}")] * 12 + [_turn("\\boxed{check}", prompt=(4, 5))] * 4, tok,
+                        "strict", 0, tok.eos_token_id)  # fmt: skip
+    batch = collate(ex)
+    with torch.no_grad():
+        before = (response_logprobs(model, batch) * batch["response_mask"]).sum().item()
+    stats = finetune_batched(model, ex, lr=1e-2, epochs=3, batch_size=8, micro_batch_size=1, seed=0)
+    with torch.no_grad():
+        after = (response_logprobs(model, batch) * batch["response_mask"]).sum().item()
+    assert stats["sft_updates"] == 6 and stats["sft_distinct_per_update"] <= 2 and after > before + 1.0
 
 
 FACING_BET = ["[call]", "[fold]"]
