@@ -8,6 +8,7 @@
     python benchmarks/tm_quality_vs_nfe.py --paper    # the paper's regime (configs/tm/*-paper.toml), equal compute
     python benchmarks/tm_quality_vs_nfe.py --paper --quick               # its smoke-sized version (< 10 min)
     python benchmarks/tm_quality_vs_nfe.py --paper --estimate-only       # calibrate and print the time estimate
+    python benchmarks/tm_quality_vs_nfe.py --paper --long     # 4x the training compute, checkerboard and digits
 
 Every method trains the same transformer backbone for the same number of optimizer steps (training seconds are
 recorded; an extra FM run, `fm-eqtime`, trains for as many steps as fit in DTM's training seconds at FM's
@@ -59,6 +60,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--paper", action="store_true", help="the paper's cost regime at equal training compute (see above)"
     )
+    parser.add_argument(
+        "--long", action="store_true",
+        help="--paper: every model trains 4x the compute, on checkerboard and digits (is DTM's gap convergence?)",
+    )  # fmt: skip
     parser.add_argument("--mode", choices=list(MODES), default="full", help=argparse.SUPPRESS)
     parser.add_argument("--data", "--datasets", nargs="+", choices=list(dict.fromkeys([*DATA, *DATA_PAPER])),
                         help=f"data sets [{' '.join(DEFAULT_DATA)}; --paper: also mnist]; mnist14 (MNIST-5k at "
@@ -91,8 +96,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.long and (args.quick or not args.paper):
+        raise SystemExit("--long goes with --paper and without --quick")
     mode_name = (
-        ("paper_quick" if args.quick else "paper") if args.paper else "quick" if args.quick else args.mode
+        ("paper_quick" if args.quick else "paper_long" if args.long else "paper")
+        if args.paper
+        else "quick"
+        if args.quick
+        else args.mode
     )
     root = Path(args.root or ROOT / "runs" / "bench" / f"{STUDY}{suffix_of(mode_name)}")
     command = shlex.join(

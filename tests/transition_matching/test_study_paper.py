@@ -48,6 +48,9 @@ def test_paper_grid_and_regime():
                                                                "fhtm2", "fhtm3"]  # fmt: skip
     assert [sp["name"] for sp in with_ar[("digits", 1)]] == ["fm", "dtm"]  # ARTM/FHTM: the first seed
     assert [sp["name"] for sp in with_ar[("mnist", 0)]] == ["fm", "dtm"] and ("mnist", 2) not in with_ar
+    long = plan.MODES["paper_long"]  # the same grid at 4x the training compute, checkerboard and digits
+    assert plan.default_datasets(long) == ("checkerboard", "digits") and long["dtm"] == paper["dtm"]
+    assert all(long["steps"][d] == 4 * paper["steps"][d] for d in ("checkerboard", "digits"))
     assert not any(sp["name"] == "fm-eqtime" for v in with_ar.values() for sp in v)  # equal compute instead
     for d, preset in plan.PAPER_PRESETS.items():  # the presets are the study's settings
         from transition_matching.config import load_preset

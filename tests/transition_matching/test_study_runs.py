@@ -107,6 +107,10 @@ def test_cli_hands_its_options_to_run_study(cli, monkeypatch):
     assert got["kw"]["estimate_only"] is True
     cli.main(["--paper", "--quick", "--data", "mnist"])
     assert got["args"][0] == "paper_quick" and got["kw"]["datasets"] == ["mnist"]
+    cli.main(["--paper", "--long"])
+    assert got["args"][0] == "paper_long" and got["args"][2].name == "tm_quality_vs_nfe_paper_long"
+    with pytest.raises(SystemExit, match="--long goes with --paper"):
+        cli.main(["--long"])
 
 
 # ----------------------------------------------------------------------------------------- resume and merge

@@ -74,6 +74,11 @@ MODES["paper"] = {
     "curve": {"points": 8, "n": {"checkerboard": 1000, "8gaussians": 1000, "digits": 300, "mnist": 100},
               "fm": 16, "dtm": (8, 4)},
 }  # fmt: skip
+LONG_SCALE = 4  # --paper --long: every model trains 4x the paper mode's compute
+MODES["paper_long"] = {
+    **MODES["paper"], "datasets": ("checkerboard", "digits"), "target_min": 180,
+    "steps": {d: LONG_SCALE * n for d, n in MODES["paper"]["steps"].items()},
+}  # fmt: skip
 MODES["paper_quick"] = {
     **PAPER_COMMON, "seeds": (0,), "target_min": 10,
     "steps": {"checkerboard": 250, "8gaussians": 250, "digits": 150, "mnist": 80},
