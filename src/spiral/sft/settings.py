@@ -42,7 +42,7 @@ class SFTSettings:
     lr: float = opt(1e-4, "fine-tuning learning rate (AdamW, constant)")
     epochs: int = opt(2, "passes over the expert turns")
     micro_batch_size: int = opt(
-        16, "expert turns per optimizer step; with batch_size > 0: distinct turns per forward/backward"
+        16, "expert turns per optimizer step; with batch_size > 0: distinct prompts per forward/backward"
     )
     batch_size: int = opt(
         0,

@@ -152,25 +152,32 @@ def weighted_backward(
     model, batch: list[Turn], micro_batch_size: int, share_prefix: bool
 ) -> tuple[float, int]:
     """Backward of the batch's mean token NLL with each distinct (prompt, response) pair computed once and
-    weighted by its count; returns the loss (nan if not finite, gradients then partial) and the distinct pairs."""
+    weighted by its count; returns the loss (nan if not finite, gradients then partial) and the distinct pairs.
+
+    The pairs are scored as constrained decoding scores moves (`spiral.generation.actions.score_candidates`):
+    each distinct prompt once, prefixes shared between prompts once, its responses side by side after it.
+    `micro_batch_size` distinct prompts per forward/backward; `share_prefix` is implied."""
+    from spiral.generation.actions import score_candidates
+
     counts = Counter((tuple(t.prompt_ids), tuple(t.response_ids)) for t in batch)
-    firsts: dict[tuple, Turn] = {}
-    for t in batch:
-        firsts.setdefault((tuple(t.prompt_ids), tuple(t.response_ids)), t)
-    keys = sorted(counts)  # similar prompts side by side: shared prefixes are computed once
-    tokens = sum(counts[k] * len(k[1]) for k in keys)
+    responses: dict[tuple, list[tuple]] = {}
+    for prompt, response in sorted(counts):  # similar prompts side by side
+        responses.setdefault(prompt, []).append(response)
+    prompts = list(responses)
+    tokens = sum(c * len(r) for (_, r), c in counts.items())
     total = 0.0
-    for j in range(0, len(keys), micro_batch_size):
-        part = keys[j : j + micro_batch_size]
-        mb = collate([firsts[k] for k in part])
-        weight = torch.tensor([float(counts[k]) for k in part])
-        logp = response_logprobs(model, mb, share_prefix=share_prefix)
-        loss = -((logp * mb["response_mask"]).sum(-1) * weight).sum() / tokens
+    for j in range(0, len(prompts), micro_batch_size):
+        part = prompts[j : j + micro_batch_size]
+        scores = score_candidates(
+            model, [list(p) for p in part], [[list(r) for r in responses[p]] for p in part]
+        )
+        weight = torch.tensor([float(counts[(p, r)]) for p in part for r in responses[p]])
+        loss = -(torch.cat(scores).float() * weight).sum() / tokens
         if not torch.isfinite(loss):
-            return float("nan"), len(keys)
+            return float("nan"), len(counts)
         loss.backward()
         total += loss.item()
-    return total, len(keys)
+    return total, len(counts)
 
 
 def finetune_batched(
@@ -186,7 +193,7 @@ def finetune_batched(
     """SFT with `batch_size` examples per optimizer step, each identical (prompt, response) pair of a batch
     computed once and weighted by its count: the same loss and gradient as the batch with its repeats (mean token
     NLL over all its answers), at the cost of its distinct pairs only. Kuhn has 12 information sets, so a batch
-    of thousands of expert turns holds at most 24 distinct pairs. `micro_batch_size` distinct pairs per
+    of thousands of expert turns holds at most 24 distinct pairs. `micro_batch_size` distinct prompts per
     forward/backward (gradient accumulation within the step)."""
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
