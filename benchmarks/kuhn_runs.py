@@ -5,7 +5,8 @@ Usage: python benchmarks/kuhn_runs.py RUN [RUN ...] [--every 10] [--plot PNG] [-
 Reads each run's eval/exploitability.jsonl (the readouts `eval.exploitability_every` logs) and metrics.jsonl
 (`time/step_seconds`, summed: training time, evaluation excluded). Prints per run a Markdown table: step,
 training minutes, exploitability, the average policy's, the Queen's P(call facing a bet) and P(bet as opener),
-and King minus Jack for both; then the first readout at or below 0.15 and the last readout.
+and King minus Jack for both; then the first readout at or below 0.15 and the last readout; then the
+12-information-set policy (P(bet or call)) at step 0, the best and the last readout, beside Nash at alpha 0 and 1/3.
 """
 
 from __future__ import annotations
@@ -71,6 +72,27 @@ def table(rows: list[dict], minutes: dict[int, float], every: int) -> str:
     return "\n".join(lines)
 
 
+KEYS = ("J", "Jpb", "Jp", "Jb", "Q", "Qpb", "Qp", "Qb", "K", "Kpb", "Kp", "Kb")
+
+
+def policy_table(rows: list[dict]) -> str:
+    """P(bet or call) at the 12 information sets: Nash (alpha 0, 1/3), step 0, the best and the last readout."""
+    from spiral.agents.kuhn import nash_policy
+
+    def line(name: str, step, expl: float, probs: dict) -> str:
+        return f"| {name} | {step} | {expl:.3f} | " + " | ".join(f"{probs[k]:.2f}" for k in KEYS) + " |"
+
+    best = min(rows, key=lambda r: r["exploitability"])
+    return "\n".join([
+        "| policy | step | exploitability | " + " | ".join(KEYS) + " |",
+        "|---|---|---|" + "---|" * len(KEYS),
+        line("Nash alpha 0", "", 0.0, nash_policy(0.0)),
+        line("Nash alpha 1/3", "", 0.0, nash_policy(1 / 3)),
+        *(line(name, r["step"], r["exploitability"], r["probs"])
+          for name, r in (("start", rows[0]), ("best", best), ("last", rows[-1]))),
+    ])  # fmt: skip
+
+
 def plot(data: list[tuple[list[dict], dict[int, float]]], labels: list[str], out: Path) -> None:
     import matplotlib
 
@@ -108,7 +130,7 @@ def main() -> None:
         sys.exit("error: --labels needs one name per run")
     data = [(readouts(run), training_minutes(run)) for run in args.runs]  # each run's files read once
     for run, label, (rows, minutes) in zip(args.runs, labels, data, strict=True):
-        print(f"### {label} ({run})\n\n{table(rows, minutes, args.every)}\n")
+        print(f"### {label} ({run})\n\n{table(rows, minutes, args.every)}\n\n{policy_table(rows)}\n")
     if args.plot:
         plot(data, labels, args.plot)
         print(f"plot: {args.plot}")
