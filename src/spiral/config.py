@@ -86,9 +86,7 @@ class RolloutSettings:
     pool_every: int = opt(10, "opponent pool: steps between snapshots of the policy")
     pool_prob: float = opt(0.5, "opponent pool: probability that a game's other seat is a pool member")
     pool_sampling: str = opt("uniform", "opponent pool: uniform, or rating (spiral.training.opponents)")
-    pool_agents: list[str] = opt(
-        [], "opponent pool: fixed agents that are members too, e.g. [random, optimal]"
-    )
+    pool_agents: list[str] = opt([], "opponent pool: fixed agents as members too, e.g. [random, optimal]")
     pool_league: str = opt("", "opponent pool, rating: a league.json whose ratings give the first estimates")
     opponent: str = opt(
         "self", "self (one policy plays both seats), an agent spec (random, optimal) or a folder"
@@ -132,12 +130,7 @@ class LearnerSettings:
         "the KL reference: start (the policy when self-play starts, i.e. after the warm-up: a magnet that "
         "keeps the format) or base (the model as loaded, before any warm-up)",
     )
-    kl_ref_every: int = opt(
-        0,
-        "kl_ref = start: steps between moves of the reference to the current policy (0 = never). A moving "
-        "magnet: the KL then damps the policy's change since the last move, which stops self-play's last "
-        "iterate from cycling (on the tabular twin, spiral.tabular --magnet-every)",
-    )
+    kl_ref_every: int = opt(0, "kl_ref=start: steps between moves of the reference to the policy (0: never)")
     entropy_coef: float = opt(0.0, "weight of an entropy bonus (exact over legal moves when constrained)")
     micro_batch_tokens: int = opt(
         0, "tokens per forward/backward (prompt + response; 0: micro_batch_size turns instead)"
@@ -403,8 +396,8 @@ def validate(s: Settings) -> None:
     _choice("model.prompt_style", m.prompt_style, ("paper", "compact"))
     _choice("rollout.action_mode", r.action_mode, ("free", "constrained"))
     _choice("learner.kl_ref", lr.kl_ref, ("start", "base"))
-    if lr.kl_ref_every and (lr.kl_ref != "start" or lr.kl_coef <= 0):
-        raise UserError("learner.kl_ref_every needs learner.kl_ref=start and learner.kl_coef > 0")
+    if lr.kl_ref_every and lr.kl_ref != "start":  # a moving magnet (docs/spiral_training.md)
+        raise UserError("learner.kl_ref_every needs learner.kl_ref=start")
     if r.action_mode == "constrained" and w.rounds:
         raise UserError("rollout.action_mode=constrained needs no format warm-up: set warmup.rounds=0")
     if r.action_mode == "constrained" and run.backend == "ray":
@@ -442,8 +435,7 @@ def validate(s: Settings) -> None:
                    ("warmup.max_per_action", w.max_per_action), ("warmup.top_up", w.top_up), ("run.threads", run.threads), ("run.max_minutes", run.max_minutes),
                    ("learner.grad_clip", lr.grad_clip), ("learner.weight_decay", lr.weight_decay),
                    ("learner.entropy_coef", lr.entropy_coef), ("learner.micro_batch_tokens", lr.micro_batch_tokens),
-                   ("rollout.pool_size", r.pool_size), ("eval.exploitability_every", e.exploitability_every),
-                   ("learner.kl_ref_every", lr.kl_ref_every)]:  # fmt: skip
+                   ("rollout.pool_size", r.pool_size), ("eval.exploitability_every", e.exploitability_every), ("learner.kl_ref_every", lr.kl_ref_every)]:  # fmt: skip
         _positive(key, v, allow_zero=True)
     if not 0 <= r.temperature <= 10 or not 0 <= e.temperature <= 10 or not 0 < w.temperature <= 10:
         raise UserError("temperatures must lie in [0, 10] (warm-up: > 0)")

@@ -139,7 +139,7 @@ class Learner:
         self.autocast = torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bf16" else nullcontext()
         self.dtype = dtype
         self.skipped_total = 0
-        self._ref_scores: dict[tuple, torch.Tensor] = {}  # constrained turns: the reference never changes
+        self._ref_scores: dict[tuple, torch.Tensor] = {}  # constrained turns, until set_reference
 
     def lr_at(self, step: int) -> float:
         """Learning rate of training step `step` (0-based)."""
@@ -315,9 +315,14 @@ class Learner:
         out["train/distinct_prompts"] = float(len(distinct))
         return out
 
+    def set_reference(self, ref_model) -> None:
+        """A new KL reference (the scores cached for the old one are dropped)."""
+        self.ref_model = ref_model
+        self._ref_scores.clear()
+
     @torch.no_grad()
     def _constrained_ref(self, distinct: list[tuple], prompts, cands) -> list[torch.Tensor]:
-        """log P_ref(move | legal) of each distinct prompt (cached: the reference model never changes)."""
+        """log P_ref(move | legal) of each distinct prompt (cached until set_reference)."""
         from spiral.generation.actions import autocast_for, score_candidates
 
         todo = [i for i, key in enumerate(distinct) if key not in self._ref_scores]

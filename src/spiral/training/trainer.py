@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 import sys
 import time
 import warnings
@@ -54,9 +53,9 @@ from spiral.training.factories import (
 )
 from spiral.training.learner import Learner, _is_oom
 from spiral.training.opponents import rated_pool
+from spiral.training.reference import move_magnet, reference_folder, save_reference
 
 EVAL_PENALTY = (-1.0, 1.0)
-REFERENCE = "reference"  # run sub-folder holding the KL reference policy (learner.kl_ref = start)
 
 
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
@@ -103,11 +102,10 @@ class Trainer:
             self.s.learner.kl_coef > 0 and self.s.learner.kl_ref == "base"
         ):  # the model as loaded, also on resume
             ref = plain_copy(load_model(m.name, self.tokenizer) if full_ckpt else self.model, torch.float32)
-        stranded = self.run.path / (REFERENCE + ".old")  # stopped while a moving magnet replaced the folder
-        if stranded.is_dir() and not (self.run.path / REFERENCE).is_dir():
-            stranded.replace(self.run.path / REFERENCE)
-        elif self.s.learner.kl_coef > 0 and (self.run.path / REFERENCE).is_dir():  # kl_ref = start, resumed
-            ref = load_model(str(self.run.path / REFERENCE), self.tokenizer)
+        elif self.s.learner.kl_coef > 0 and (
+            folder := reference_folder(self.run.path)
+        ):  # kl_ref=start, resumed
+            ref = load_model(str(folder), self.tokenizer)
             ref.eval().requires_grad_(False)
         if m.lora:
             self.model = add_lora(self.model, m.lora_r, m.lora_alpha, m.lora_dropout, m.lora_targets)
@@ -157,7 +155,8 @@ class Trainer:
         if self.remote is not None:
             self.remote.set_state(state.get("workers"), self.step)
         if state.get("magnet") is not None:
-            self._move_magnet(state["magnet"])
+            ref, self.magnet = move_magnet(self.run.path, self.model, self.tokenizer, state["magnet"])
+            self.learner.set_reference(ref)  # the moving magnet (learner.kl_ref_every) of the checkpoint
 
     # ---- checkpoints ----------------------------------------------------------------------------
     def save(self) -> Path:
@@ -255,7 +254,7 @@ class Trainer:
             self._warmup()
         if self.step == 0 and self.run.latest_checkpoint() is None:
             if s.learner.kl_coef > 0 and s.learner.kl_ref == "start":
-                self._freeze_reference()
+                self.learner.set_reference(save_reference(self.run.path, self.model, self.tokenizer))
             first = self.evaluate("warmup" if s.warmup.rounds else "base") if s.eval.at_start else {}
             if s.eval.exploitability_every:
                 first.update(self.readout())
@@ -270,11 +269,6 @@ class Trainer:
             while self.step < s.run.steps:
                 last = self.train_step()
                 self.step += 1
-                every = s.learner.kl_ref_every
-                if every and s.learner.kl_coef > 0 and self.step % every == 0:
-                    t_magnet = time.perf_counter()
-                    self._move_magnet()
-                    last["time/step_seconds"] += time.perf_counter() - t_magnet  # part of training time
                 self.train_seconds += last["time/step_seconds"]
                 last["time/train_minutes"] = self.train_seconds / 60
                 out_of_time = bool(s.run.max_minutes) and self.train_seconds >= 60 * s.run.max_minutes
@@ -335,39 +329,6 @@ class Trainer:
             rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
             self.readouts = [x for x in rows if x["step"] <= self.step]
 
-    def _freeze_reference(self) -> None:
-        """kl_ref = start: the policy as self-play starts becomes the KL reference, kept in the run folder."""
-        ref = plain_copy(self.model, torch.float32)
-        folder = self.run.path / REFERENCE
-        tmp = folder.with_name(folder.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        ref.save_pretrained(tmp)
-        self.tokenizer.save_pretrained(tmp)
-        old = folder.with_name(folder.name + ".old")  # a moving magnet replaces the folder: old one out first
-        shutil.rmtree(old, ignore_errors=True)
-        if folder.is_dir():
-            folder.replace(old)
-        tmp.replace(folder)
-        shutil.rmtree(old, ignore_errors=True)
-        self.learner.ref_model = ref
-
-    def _move_magnet(self, adapters: dict[str, torch.Tensor] | None = None) -> None:
-        """learner.kl_ref_every: the KL reference becomes the current policy (or, on resume, the policy whose
-        LoRA adapters were saved as the magnet). LoRA runs keep the magnet's adapters in the checkpoint; full
-        fine-tuning writes it to the run's reference folder."""
-        if adapters is not None:
-            current = {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
-            self.model.load_state_dict(adapters, strict=False)
-        if is_peft(self.model):
-            self.learner.ref_model = plain_copy(self.model, torch.float32)
-            self.magnet = {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
-        else:
-            self._freeze_reference()
-        if adapters is not None:
-            self.model.load_state_dict(current, strict=False)
-        self.learner.ref_model.eval().requires_grad_(False)
-        self.learner._ref_scores.clear()
-
     def _snapshot(self) -> None:
         """Add the current policy to the opponent pool (oldest out beyond rollout.pool_size)."""
         from spiral.agents.lm import ConstrainedPolicy
@@ -422,6 +383,10 @@ class Trainer:
             self.policy.generator.load_weights(self.model)
         if self.remote is not None:  # weights of version step + 1 to every worker (one ray.put)
             self.remote.sync(self.model, self.step + 1)
+        every = self.s.learner.kl_ref_every
+        if every and self.s.learner.kl_coef > 0 and (self.step + 1) % every == 0:
+            ref, self.magnet = move_magnet(self.run.path, self.model, self.tokenizer)  # in the step's time
+            self.learner.set_reference(ref)
         n = max(len(rollout.turns), 1)
         metrics.update({
             "rollout/adv_mean": sum(t.advantage for t in rollout.turns) / n,
