@@ -68,9 +68,8 @@ class TabularSettings:
     clip: float = 0.2
     entropy_coef: float = 0.0
     kl_coef: float = 0.0  # KL(policy || magnet), exact per information set
-    magnet_every: int = (
-        0  # steps between moves of the magnet to the current policy (0: the start, never moved)
-    )
+    # steps between moves of the magnet to the current policy (0: the start, never moved)
+    magnet_every: int = 0
     pool_size: int = 0
     pool_every: int = 10
     pool_prob: float = 0.5

@@ -117,7 +117,7 @@ class SFTTrainer(Trainer):
         t1 = time.perf_counter()
         if f.batch_size:
             stats = finetune_batched(self.model, train_data, f.lr, f.epochs, f.batch_size, f.micro_batch_size,
-                                     s.run.seed, self.learner.share_prefix)  # fmt: skip
+                                     s.run.seed)  # fmt: skip
         else:
             stats = finetune(self.model, train_data, f.lr, f.epochs, f.micro_batch_size, s.run.seed,
                              self.learner.share_prefix)  # fmt: skip

@@ -148,15 +148,13 @@ def finetune(
     return {"sft_loss": sum(losses) / max(len(losses), 1), "sft_updates": float(len(losses))}
 
 
-def weighted_backward(
-    model, batch: list[Turn], micro_batch_size: int, share_prefix: bool
-) -> tuple[float, int]:
+def weighted_backward(model, batch: list[Turn], micro_batch_size: int) -> tuple[float, int]:
     """Backward of the batch's mean token NLL with each distinct (prompt, response) pair computed once and
     weighted by its count; returns the loss (nan if not finite, gradients then partial) and the distinct pairs.
 
     The pairs are scored as constrained decoding scores moves (`spiral.generation.actions.score_candidates`):
     each distinct prompt once, prefixes shared between prompts once, its responses side by side after it.
-    `micro_batch_size` distinct prompts per forward/backward; `share_prefix` is implied."""
+    `micro_batch_size` distinct prompts per forward/backward."""
     from spiral.generation.actions import score_candidates
 
     counts = Counter((tuple(t.prompt_ids), tuple(t.response_ids)) for t in batch)
@@ -188,13 +186,12 @@ def finetune_batched(
     batch_size: int,
     micro_batch_size: int,
     seed: int,
-    share_prefix: bool = False,
 ) -> dict[str, float]:
     """SFT with `batch_size` examples per optimizer step, each identical (prompt, response) pair of a batch
     computed once and weighted by its count: the same loss and gradient as the batch with its repeats (mean token
     NLL over all its answers), at the cost of its distinct pairs only. Kuhn has 12 information sets, so a batch
     of thousands of expert turns holds at most 24 distinct pairs. `micro_batch_size` distinct prompts per
-    forward/backward (gradient accumulation within the step)."""
+    forward/backward (gradient accumulation within the step); shared prompt prefixes are always computed once."""
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
     gen = torch.Generator().manual_seed(seed)
@@ -205,7 +202,7 @@ def finetune_batched(
         for start in range(0, len(order), batch_size):
             batch = [examples[i] for i in order[start : start + batch_size]]
             opt.zero_grad(set_to_none=True)
-            total, keys = weighted_backward(model, batch, micro_batch_size, share_prefix)
+            total, keys = weighted_backward(model, batch, micro_batch_size)
             distinct += keys
             if not math.isfinite(total):
                 opt.zero_grad(set_to_none=True)

@@ -105,7 +105,7 @@ def test_counted_pairs_give_the_gradient_of_the_batch_with_its_repeats(tiny):
     want = _grads(model)
     for micro in (1, 2, 3):
         model.zero_grad()
-        loss, distinct = weighted_backward(model, batch[::-1], micro, share_prefix=False)
+        loss, distinct = weighted_backward(model, batch[::-1], micro)
         assert distinct == 3 and abs(loss - plain.item()) < 1e-5
         torch.testing.assert_close(_grads(model), want, atol=1e-6, rtol=1e-4)
 
