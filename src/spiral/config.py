@@ -196,7 +196,8 @@ class RunSettings:
     steps: int = opt(100, "self-play training steps")
     max_minutes: float = opt(
         0.0,
-        "stop after this many minutes of self-play steps (evaluation excluded; counted across resumes; 0 = no limit)",
+        "self-play minutes (evaluation excluded; counted across resumes): stop before a step as long as the last "
+        "would pass them (0 = no limit)",
     )
     seed: int = opt(0, "seed of games, sampling, turn selection and model init")
     out: str = opt("runs/spiral", "run folder")

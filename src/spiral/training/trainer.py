@@ -271,12 +271,12 @@ class Trainer:
                 self.step += 1
                 self.train_seconds += last["time/step_seconds"]
                 last["time/train_minutes"] = self.train_seconds / 60
-                out_of_time = bool(s.run.max_minutes) and self.train_seconds >= 60 * s.run.max_minutes
+                left = 60 * s.run.max_minutes - self.train_seconds  # a next step as long as this one must fit
+                out_of_time = bool(s.run.max_minutes) and left < last["time/step_seconds"]
                 done = self.step == s.run.steps or out_of_time
                 if out_of_time and self.step < s.run.steps:
-                    self.log(
-                        f"run.max_minutes={s.run.max_minutes:g} reached after step {self.step}: finishing"
-                    )
+                    self.log(f"run.max_minutes={s.run.max_minutes:g}: another step would not fit after step "
+                             f"{self.step} ({self.train_seconds / 60:.1f} min): finishing")  # fmt: skip
                 if s.eval.every and self.step % s.eval.every == 0 or done:
                     last.update(self.evaluate("final" if done else None))
                 k = s.eval.exploitability_every
