@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from runkit.errors import UserError
 from runkit.metrics import read_metrics
@@ -115,3 +116,22 @@ def test_presets_load_and_bad_settings_are_one_line(capsys):
     assert "unknown preset 'no-such'; known: sft-kuhn-smollm2" in capsys.readouterr().err
     assert main(["sft", "--preset", "sft-tiny", "--expert-turns", "7", "--print-config"]) == 0
     assert json.loads(capsys.readouterr().out)["sft"]["expert_turns"] == 7
+
+
+def test_noise_scale_recovers_a_planted_signal_and_variance():
+    from spiral.sft.noise import noise_scale, signal_share
+
+    gen = torch.Generator().manual_seed(0)
+    P, K, small = 2000, 400, 8
+    G = torch.full((P,), 0.05)  # |G|^2 = 5
+    sigma = 0.2  # per-turn, per-coordinate: tr(S) = 0.04 * 2000 = 80, B_noise = 16
+    rows = G + sigma / small**0.5 * torch.randn((K, P), generator=gen)
+    est = noise_scale(rows, small)
+    assert est["signal"] == pytest.approx(5.0, rel=0.05) and est["trace"] == pytest.approx(80.0, rel=0.05)
+    assert est["b_noise"] == pytest.approx(16.0, rel=0.1)
+    assert signal_share(est, 16) == pytest.approx(0.5, abs=0.03)
+    assert signal_share(est, 160) == pytest.approx(160 / 176, abs=0.01)
+    pure = noise_scale(sigma * torch.randn((K, P), generator=gen), small)  # no signal: B_noise huge or inf
+    assert pure["b_noise"] > 1000 and signal_share(pure, 246) < 0.2
+    with pytest.raises(ValueError):
+        noise_scale(rows[:1], small)
