@@ -12,7 +12,8 @@ al. 2018, "An empirical model of large-batch training"). This probe draws `--bat
 `--small` expert turns from the preset's own expert data, computes each one's LoRA gradient exactly as the SFT
 run does (`spiral.training.warmup.weighted_backward`, at the model the run starts from), and estimates tr(S)
 from their spread and |G|^2 from their mean (unbiased: |mean|^2 minus the spread's share). No optimizer step
-is taken. It reads the noise scale at step 0 only; it usually grows as training goes on.
+is taken. It reads the noise scale at one model: the preset's start, or `--model` (a run folder, e.g. an SFT run's
+end); it usually grows as training goes on.
 """
 
 from __future__ import annotations
@@ -78,7 +79,8 @@ def main() -> int:
     seconds = time.perf_counter() - t0
     matched = sft.batch_size or args.small
     lines = [
-        f"# SFT gradient noise scale: `{args.preset}` at step 0",
+        f"# SFT gradient noise scale: `{args.preset}` at "
+        + (f"the model `{args.model}`" if args.model else "its start (step 0)"),
         "",
         f"Command: `python benchmarks/sft_gradient_noise.py --preset {args.preset} --small {args.small} "
         f"--batches {args.batches} --seed {args.seed}`"
