@@ -26,6 +26,8 @@ from pathlib import Path
 
 import torch
 
+from runkit.errors import UserError, run_cli
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -38,8 +40,7 @@ def main() -> int:
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     if args.small < 1 or args.batches < 2:
-        print("error: --small must be >= 1 and --batches >= 2", file=sys.stderr)
-        return 2
+        raise UserError("--small must be >= 1 and --batches >= 2")
 
     from runkit.rundir import create_run_dir
     from spiral.sft import settings as sft_settings
@@ -47,15 +48,10 @@ def main() -> int:
     from spiral.sft.trainer import SFTTrainer
     from spiral.training.warmup import weighted_backward
 
-    torch.set_num_threads(args.threads)
     overrides = ["sft.eval_turns=0", "run.plots=false", f"run.threads={args.threads}"]
     if args.model:
         overrides.append(f"model.name={args.model}")
-    try:
-        s, sft = sft_settings.load(args.preset, overrides)
-    except (ValueError, KeyError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    s, sft = sft_settings.load(args.preset, overrides)  # the trainer sets run.threads
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         trainer = SFTTrainer(
@@ -70,7 +66,7 @@ def main() -> int:
         for k in range(args.batches):
             batch = [data[i] for i in order[k * args.small : (k + 1) * args.small]]
             model.zero_grad(set_to_none=True)
-            _, n = weighted_backward(model, batch, max(1, sft.micro_batch_size))
+            _, n = weighted_backward(model, batch, sft.micro_batch_size)
             distinct += n
             rows.append(torch.cat([p.grad.detach().flatten().float() for p in params]))
             print(f"batch {k + 1}/{args.batches}: {n} distinct pairs, |g|^2 = {float(rows[-1].pow(2).sum()):.4g}",
@@ -110,4 +106,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main, "sft_gradient_noise"))
