@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 from pathlib import Path
 
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-MAX_LINES = 460
+MAX_LINES = 450
 
 
 def modules() -> dict[str, Path]:
@@ -96,19 +97,7 @@ def test_no_module_is_longer_than_about_450_lines():
     assert {n: k for n, k in long.items() if k > MAX_LINES} == {}
 
 
-@pytest.mark.parametrize(
-    ("old", "name", "new"),
-    [
-        ("spiral.engine", "FastGenerator", "spiral.generation.fast"),
-        ("spiral.engine", "make_generator", "spiral.generation"),
-        ("spiral.rollout", "RolloutCollector", "spiral.training.rollout"),
-        ("spiral.rollout", "Sampling", "spiral.generation.base"),
-        ("spiral.rollout", "Generator", "spiral.generation.hf"),
-        ("spiral.trainer", "Trainer", "spiral.training.trainer"),
-        ("spiral.trainer", "make_policy", "spiral.training.factories"),
-        ("spiral.vllm_engine", "VLLMGenerator", "spiral.generation.vllm"),
-    ],
-)
-def test_moved_names_stay_importable_from_their_old_modules(old, name, new):
-    obj = getattr(importlib.import_module(old), name)
-    assert obj.__module__ == new or obj.__module__.startswith(new + ".")
+@pytest.mark.parametrize("old", ["spiral.engine", "spiral.rollout", "spiral.trainer", "spiral.vllm_engine"])
+def test_the_moved_names_modules_are_gone(old):
+    """The one-release re-exports of the layout step are removed; their names live under generation/ and training/."""
+    assert importlib.util.find_spec(old) is None

@@ -8,6 +8,7 @@ import importlib.util
 from dataclasses import dataclass
 
 from runkit.errors import run_cli
+from runkit.memory import keep_freed_memory
 
 
 @dataclass(frozen=True)
@@ -41,4 +42,5 @@ def main(prog: str, description: str, commands: list[Command], argv: list[str] |
         parser.print_help()
         return 0
     module = importlib.import_module(args._module)
+    keep_freed_memory()  # training steps reuse their activation memory instead of faulting it in anew
     return run_cli(lambda: module.run(args), prog)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import field
 from typing import Any
+
+from runkit.errors import UserError
 
 
 def opt(default: Any, help: str) -> Any:
@@ -11,3 +14,51 @@ def opt(default: Any, help: str) -> Any:
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help})
     return field(default=default, metadata={"help": help})
+
+
+def parse_value(raw: str) -> Any:
+    """A TOML value (1e-5, true, [1, 2], "x") or, failing that, the raw text."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def coerce(key: str, type_name: str, value: Any) -> Any:
+    """Convert `value` to the declared type, or raise a one-line UserError."""
+    bad = UserError(f"setting {key} expects {type_name}, got {value!r}")
+    if type_name == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise bad
+    if type_name == "int":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise bad
+        return int(value)
+    if type_name == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if type_name == "str":
+        return str(value)
+    if type_name.startswith("list"):
+        items = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+        if not isinstance(items, list):
+            raise bad
+        inner = type_name[5:-1]
+        return [coerce(key, inner, v if inner == "str" else parse_value(str(v))) for v in items]
+    if type_name.startswith("dict"):
+        if not isinstance(value, dict):
+            raise bad
+        return value
+    raise bad
+
+
+def merge_tables(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """b over a, recursively for tables."""
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = merge_tables(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from runkit.errors import UserError
-from runkit.settings import opt
+from runkit.settings import coerce as _coerce
+from runkit.settings import merge_tables as _merge
+from runkit.settings import opt, parse_value
 
 ALL_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -31,6 +33,12 @@ class ModelSettings:
         "fp32",
         "learner compute: fp32, bf16 (autocast; master weights stay fp32), or auto (bf16 where the CPU "
         "multiplies bf16 natively, AVX512-BF16 / AMX, or on a GPU; else fp32)",
+    )
+    frozen_bf16: str = opt(
+        "auto",
+        "LoRA runs: multiply the frozen base weights in bf16 (cast and packed once; fp32 accumulation, LoRA, norms, "
+        "losses and optimiser in fp32; spiral.generation.native.frozen): auto (where the CPU multiplies bf16 "
+        "natively), true, or false (the fp32 path)",
     )
     gen_dtype: str = opt(
         "auto",
@@ -295,14 +303,6 @@ def _read_preset(
     return merged
 
 
-def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """b over a, recursively for tables."""
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 def load_settings(preset: str | None, overrides: list[str] | None = None) -> Settings:
     """Settings from a preset (or the defaults) with `section.key=value` overrides applied, validated."""
     data = _read_preset(preset) if preset else {}
@@ -315,14 +315,6 @@ def load_settings(preset: str | None, overrides: list[str] | None = None) -> Set
         set_value(s, key.strip(), parse_value(raw.strip()))
     validate(s)
     return s
-
-
-def parse_value(raw: str) -> Any:
-    """A TOML value (1e-5, true, [1, 2], "x") or, failing that, the raw text."""
-    try:
-        return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        return raw
 
 
 def set_value(s: Settings, dotted: str, value: Any) -> None:
@@ -348,38 +340,6 @@ def set_value(s: Settings, dotted: str, value: Any) -> None:
     setattr(section, f.name, _coerce(dotted, f.type, value))
 
 
-def _coerce(key: str, type_name: str, value: Any) -> Any:
-    """Convert `value` to the declared type, or raise a one-line UserError."""
-    bad = UserError(f"setting {key} expects {type_name}, got {value!r}")
-    if type_name == "bool":
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        raise bad
-    if type_name == "int":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
-            raise bad
-        return int(value)
-    if type_name == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad
-        return float(value)
-    if type_name == "str":
-        return str(value)
-    if type_name.startswith("list"):
-        items = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
-        if not isinstance(items, list):
-            raise bad
-        inner = type_name[5:-1]
-        return [_coerce(key, inner, v if inner == "str" else parse_value(str(v))) for v in items]
-    if type_name.startswith("dict"):
-        if not isinstance(value, dict):
-            raise bad
-        return value
-    raise bad
-
-
 def _choice(key: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise UserError(f"{key} must be one of {', '.join(choices)}, got {value!r}")
@@ -394,6 +354,7 @@ def validate(s: Settings) -> None:
     """Reject impossible settings with one line that names the setting."""
     m, r, a, lr, w, e, run = s.model, s.rollout, s.advantage, s.learner, s.warmup, s.eval, s.run
     _choice("model.dtype", m.dtype, ("auto", "fp32", "bf16"))
+    _choice("model.frozen_bf16", m.frozen_bf16, ("auto", "true", "false"))
     _choice("model.prompt_style", m.prompt_style, ("paper", "compact"))
     _choice("rollout.action_mode", r.action_mode, ("free", "constrained"))
     _choice("learner.kl_ref", lr.kl_ref, ("start", "base"))

@@ -197,11 +197,14 @@ def load_tokenizer(spec: str):
 
 
 def load_model(spec: str, tokenizer) -> nn.Module:
-    """The fp32 causal LM of a model spec (LoRA adapters in a checkpoint folder are merged in)."""
+    """The fp32 causal LM of a model spec (LoRA adapters in a checkpoint folder are merged in), with SDPA's
+    grouped-query attention shared by the kernel (spiral.generation.attention)."""
+    from spiral.generation.attention import use_gqa
+
     if spec == "tiny" or spec.startswith("tiny:"):
-        return tiny_model(len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id)
+        return use_gqa(tiny_model(len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id))
     folder = smollm2_dir() if spec in SMOLLM2_ALIASES else resolve_folder(spec)
-    return load_weights_checked(folder)
+    return use_gqa(load_weights_checked(folder))
 
 
 def load_weights_checked(folder: Path):

@@ -24,6 +24,10 @@ import torch
 from spiral.generation.prefix import forward_shared_prefixes
 from spiral.prompting import normalize_action
 
+SHARE_CANDIDATE_PREFIXES = (
+    True  # lay candidates out as their prefix tree (False: each on its own; benchmarks)
+)
+
 
 def candidate_text(move: str) -> str:
     """The response that plays `move` under strict parsing: `\\boxed{bet}` for `[bet]`."""
@@ -56,10 +60,11 @@ def score_candidates(
     """Sequence log-probs (n_i,) of each prompt's candidate responses; differentiable when grad is enabled.
 
     `prompts` should be distinct (callers deduplicate); prompt prefixes shared by several prompts are computed
-    once. The candidates of a prompt then share one row of a second forward pass: their tokens follow the
-    prompt's cache side by side, and a tree-shaped attention mask lets each token see the prompt and the earlier
-    tokens of its own candidate only (positions restart after the prompt for every candidate). The cache is never
-    copied per candidate, so scoring costs about the same for 2 legal moves as for 9.
+    once. The candidates of a prompt then share one row of a second forward pass laid out as their prefix tree
+    (`candidate_trie`): a token shared by several candidates (`\\boxed{` in all of them) is computed once, and a
+    tree-shaped attention mask lets each node see the prompt and its own ancestors only (positions restart after
+    the prompt on every branch). The cache is never copied per candidate: 9 TicTacToe moves cost 13 query
+    positions instead of 45.
     """
     if not prompts:
         return []
@@ -70,41 +75,74 @@ def score_candidates(
     first_logp = torch.log_softmax(first, dim=-1)
     B = len(prompts)
     scores = [first_logp[b, torch.tensor([c[0] for c in cands])] for b, cands in enumerate(candidates)]
-    Q = max(sum(len(c) - 1 for c in cands) for cands in candidates)
+    tries = [candidate_trie(cands, SHARE_CANDIDATE_PREFIXES) for cands in candidates]
+    Q = max(len(t[0]) for t in tries)
     if Q > 0:
-        # Row b holds the tokens c[:-1] of its candidates one after another; query j of candidate k predicts
-        # c_k[j + 1]. `cand` names each query's candidate (-1: padding), `off` its offset within it.
+        # Row b holds the trie nodes of its candidates: node j is a distinct proper prefix c[:d + 1] of some
+        # candidate (token c[d], depth d) and sees the prompt and its own ancestors; its logits predict the next
+        # token of every candidate through it. Candidates that share `\\boxed{` share those nodes' logits.
         ids = torch.zeros((B, Q), dtype=torch.long)
-        target = torch.zeros((B, Q), dtype=torch.long)
-        cand = torch.full((B, Q), -1, dtype=torch.long)
-        off = torch.zeros((B, Q), dtype=torch.long)
-        for b, cands in enumerate(candidates):
-            q = 0
-            for k, c in enumerate(cands):
-                n = len(c) - 1
-                ids[b, q : q + n] = torch.tensor(c[:-1], dtype=torch.long)
-                target[b, q : q + n] = torch.tensor(c[1:], dtype=torch.long)
-                cand[b, q : q + n] = k
-                off[b, q : q + n] = torch.arange(n)
-                q += n
-        real = cand >= 0
-        same = (cand[:, :, None] == cand[:, None, :]) & real[:, :, None]
-        tree = same & (off[:, None, :] <= off[:, :, None])  # (B, Q, Q): own candidate, not later tokens
+        depth = torch.zeros((B, Q), dtype=torch.long)
+        tree = torch.zeros((B, Q, Q), dtype=torch.bool)
+        for b, (tokens, parents, _) in enumerate(tries):
+            for j, (tok, parent) in enumerate(zip(tokens, parents, strict=True)):
+                ids[b, j] = tok
+                tree[b, j, j] = True
+                if parent >= 0:
+                    tree[b, j] |= tree[b, parent]
+                    depth[b, j] = depth[b, parent] + 1
         past = mask.bool()[:, None, :].expand(B, Q, mask.shape[1])  # every query sees its prompt
         allowed = torch.cat([past, tree], dim=-1)[:, None]  # (B, 1, Q, cache + Q)
         if getattr(model.config, "_attn_implementation", "sdpa") == "eager":
             dtype = next(model.parameters()).dtype
             allowed = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
-        pos = torch.tensor([len(p) for p in prompts])[:, None] + off
+        pos = torch.tensor([len(p) for p in prompts])[:, None] + depth
         step = model(input_ids=ids, attention_mask=allowed, position_ids=pos, cache=cache, use_cache=True)
         logits = step.logits.float()  # (B, Q, V)
         if temperature > 0 and temperature != 1.0:
             logits = logits / temperature
-        tok = torch.log_softmax(logits, dim=-1).gather(-1, target[..., None]).squeeze(-1) * real
-        for b, cands in enumerate(candidates):
-            sums = torch.zeros(len(cands), dtype=tok.dtype).index_add(0, cand[b].clamp(min=0), tok[b])
-            scores[b] = scores[b] + sums
+        logp = torch.log_softmax(logits, dim=-1)
+        # one gather for every (row, node, target) step (a per-row index would zero a full-size gradient per row)
+        rows, nodes, targets, slots, first = [], [], [], [], []
+        for b, (_, _, steps) in enumerate(tries):
+            first.append(len(first) and first[-1] + len(candidates[b - 1]))
+            for node, target, k in steps:
+                rows.append(b)
+                nodes.append(node)
+                targets.append(target)
+                slots.append(first[b] + k)
+        if rows:
+            picked = logp[torch.tensor(rows), torch.tensor(nodes), torch.tensor(targets)]
+            total = sum(len(c) for c in candidates)
+            sums = torch.zeros(total, dtype=logp.dtype).index_add(0, torch.tensor(slots), picked)
+            for b, cands in enumerate(candidates):
+                scores[b] = scores[b] + sums[first[b] : first[b] + len(cands)]
     return scores
+
+
+def candidate_trie(
+    cands: list[list[int]], share: bool = True
+) -> tuple[list[int], list[int], list[tuple[int, int, int]]]:
+    """The prefix tree of one prompt's candidates: (token of each node, parent node or -1, steps).
+
+    Nodes are the distinct proper prefixes c[:d + 1] (d < len(c) - 1), in first-seen order (a parent before its
+    children); a step (node, target, k) says that candidate k's token `target` follows that node. With `share`
+    off every candidate keeps its own nodes (the layout before the tree; benchmarks compare the two)."""
+    index: dict[tuple[int, ...], int] = {}
+    tokens: list[int] = []
+    parents: list[int] = []
+    steps: list[tuple[int, int, int]] = []
+    for k, c in enumerate(cands):
+        parent = -1
+        for d in range(len(c) - 1):
+            key = (tuple(c[: d + 1]), -1 if share else k)
+            if key not in index:
+                index[key] = len(tokens)
+                tokens.append(c[d])
+                parents.append(parent)
+            parent = index[key]
+            steps.append((parent, c[d + 1], k))
+    return tokens, parents, steps
 
 
 def move_distribution(scores: torch.Tensor) -> tuple[torch.Tensor, float]:

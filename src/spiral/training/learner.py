@@ -127,10 +127,15 @@ class Learner:
 
     def __init__(
         self, model: nn.Module, settings, temperature: float = 1.0, dtype: str = "fp32", ref_model=None,
-        share_prefix: bool = False,
+        share_prefix: bool = False, frozen_bf16: bool = False,
     ):  # fmt: skip
         self.model, self.s, self.temperature, self.ref_model = model, settings, temperature, ref_model
         self.share_prefix = share_prefix
+        # LoRA: the frozen base weights multiply in bf16 (spiral.generation.native.frozen); a full fine-tune's
+        # trainable weights keep the fp32 path whatever this says
+        self.frozen_bf16 = frozen_bf16
+        for m in (model, ref_model):
+            self._freeze(m)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
             self.params, lr=settings.lr, betas=tuple(settings.betas), eps=settings.eps,
@@ -288,19 +293,19 @@ class Learner:
             chunk = chunks[i]
             scores = score_candidates(self.model, [prompts[k] for k in chunk], [cands[k] for k in chunk],
                                       self.temperature)  # fmt: skip
-            new, old, adv = [], [], []
-            ent = kl = torch.zeros(())
-            for k, sc in zip(chunk, scores, strict=True):
-                lp = torch.log_softmax(sc.float(), dim=-1)
-                w, p = len(members[k]) / n, lp.exp()
-                ent = ent + w * -(p * lp).sum()  # exact entropy over the legal moves, weighted by turns
-                if ref is not None:
-                    kl = kl + w * (p * (lp - ref[k])).sum()
-                for t in members[k]:
-                    new.append(lp[t.choice])
-                    old.append(t.old_logprobs[0])
-                    adv.append(t.advantage)
-            logp = torch.stack(new)[:, None]
+            # every legal move of the chunk's prompts in one vector: segment j holds prompt chunk[j]'s moves
+            lp = torch.cat([torch.log_softmax(sc.float(), dim=-1) for sc in scores])
+            sizes = torch.tensor([len(sc) for sc in scores])
+            seg = torch.repeat_interleave(torch.arange(len(chunk)), sizes)
+            w = torch.tensor([len(members[k]) / n for k in chunk])[seg]  # each prompt weighted by its turns
+            p = lp.exp()
+            ent = (w * -(p * lp)).sum()  # exact entropy over the legal moves
+            kl = (w * p * (lp - torch.cat([ref[k] for k in chunk]))).sum() if ref is not None else None
+            start = torch.cumsum(sizes, 0) - sizes
+            played = [(j, t) for j, k in enumerate(chunk) for t in members[k]]
+            logp = lp[torch.tensor([int(start[j]) + t.choice for j, t in played])][:, None]
+            old = [t.old_logprobs[0] for _, t in played]
+            adv = [t.advantage for _, t in played]
             per_sample, stats = ppo_clip_loss(logp, torch.tensor(old)[:, None], torch.tensor(adv),
                                               torch.ones_like(logp), self.s.clip, 1.0)  # fmt: skip
             pg = per_sample.sum() / n
@@ -309,7 +314,7 @@ class Learner:
             if ref is not None:
                 loss = loss + self.s.kl_coef * kl
                 parts["kl"] = kl.item()
-            return loss, parts, stats, float(len(new))
+            return loss, parts, stats, float(len(played))
 
         out = self._epochs(len(chunks), terms, n, lr)
         out["train/distinct_prompts"] = float(len(distinct))
@@ -318,7 +323,14 @@ class Learner:
     def set_reference(self, ref_model) -> None:
         """A new KL reference (the scores cached for the old one are dropped)."""
         self.ref_model = ref_model
+        self._freeze(ref_model)
         self._ref_scores.clear()
+
+    def _freeze(self, model) -> None:
+        if self.frozen_bf16 and model is not None:
+            from spiral.generation.native import frozen
+
+            frozen.enable(model)
 
     @torch.no_grad()
     def _constrained_ref(self, distinct: list[tuple], prompts, cands) -> list[torch.Tensor]:

@@ -34,23 +34,12 @@ from runkit.seeding import get_rng_state, seed_everything, set_rng_state
 from spiral.agents.lm import LMAgent
 from spiral.config import Settings
 from spiral.generation.base import Sampling
-from spiral.model import (
-    add_lora,
-    is_peft,
-    load_model,
-    load_tokenizer,
-    plain_copy,
-    resolve_gen_dtype,
-)
+from spiral.generation.native.frozen import wanted as frozen_wanted
+from spiral.model import add_lora, is_peft, load_model, load_tokenizer, plain_copy, resolve_gen_dtype
 from spiral.phases import PHASES, phase_summary
+from spiral.training import factories
 from spiral.training.advantage import AdvantageEstimator, drop_zero
-from spiral.training.factories import (
-    check_settings,
-    kuhn_one_round,
-    learner_dtype,
-    make_collector,
-    make_policy,
-)
+from spiral.training.factories import check_settings, kuhn_one_round, make_collector, make_policy
 from spiral.training.learner import Learner, _is_oom
 from spiral.training.opponents import rated_pool
 from spiral.training.reference import move_magnet, reference_folder, save_reference
@@ -65,11 +54,8 @@ class Trainer:
     """Owns the model, generator, rollout collector, RAE estimator and learner of one run folder."""
 
     def __init__(self, settings: Settings, run: RunDir, resume: bool = False, log=None) -> None:
-        self.s, self.run, self.log = (
-            settings,
-            run,
-            log or (lambda msg: print(msg, file=sys.stderr, flush=True)),
-        )
+        self.s, self.run = settings, run
+        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         check_settings(settings)
         if settings.run.threads:
             torch.set_num_threads(settings.run.threads)
@@ -79,9 +65,7 @@ class Trainer:
             require_state(ckpt, step=int, warmup_done=bool, learner=dict, estimator=dict, rng=dict,
                           collector_rng=list, games_started=int)  # fmt: skip
         self.step = int(ckpt.state["step"]) if ckpt else 0
-        self.train_seconds = (
-            float(ckpt.state.get("train_seconds", 0.0)) if ckpt else 0.0
-        )  # self-play steps only
+        self.train_seconds = float(ckpt.state.get("train_seconds", 0.0)) if ckpt else 0.0  # self-play only
         self.warmup_done = bool(ckpt.state["warmup_done"]) if ckpt else settings.warmup.rounds == 0
         self._build(ckpt)
         self.metrics = MetricsLogger(run.path, resume_step=self.step if ckpt else None)
@@ -131,7 +115,9 @@ class Trainer:
         a = self.s.advantage
         self.estimator = AdvantageEstimator(a.estimator, a.decay, a.order, a.key_by)
         share = m.share_prefix and not m.gradient_checkpointing
-        self.learner = Learner(self.model, self.s.learner, r.temperature, learner_dtype(self.s), ref, share)
+        fast = m.lora and frozen_wanted(m.frozen_bf16)  # bf16 matmuls over the frozen base weights
+        dt = factories.learner_dtype(self.s)
+        self.learner = Learner(self.model, self.s.learner, r.temperature, dt, ref, share, fast)
         self.readouts: list[dict] = []  # exact Kuhn readouts of this run (eval/exploitability.jsonl)
         self.pool: list = []  # opponent pool: frozen past policies (rollout.pool_size)
         self.magnet: dict[str, torch.Tensor] | None = None  # LoRA adapters of the moving KL reference
@@ -307,7 +293,9 @@ class Trainer:
         from spiral.evaluation.exploitability import exact_readout
 
         t0 = time.perf_counter()
-        r = exact_readout(self.policy, self.model, self.s.rollout.temperature, learner_dtype(self.s))
+        r = exact_readout(
+            self.policy, self.model, self.s.rollout.temperature, factories.learner_dtype(self.s)
+        )
         seconds = time.perf_counter() - t0
         self.readouts = [x for x in self.readouts if x["step"] < self.step]
         avg = average_policy([x["probs"] for x in self.readouts] + [r.probs])
@@ -333,9 +321,11 @@ class Trainer:
         """Add the current policy to the opponent pool (oldest out beyond rollout.pool_size)."""
         from spiral.agents.lm import ConstrainedPolicy
 
-        frozen = plain_copy(self.model, torch.bfloat16 if learner_dtype(self.s) == "bf16" else torch.float32)
+        frozen = plain_copy(
+            self.model, torch.bfloat16 if factories.learner_dtype(self.s) == "bf16" else torch.float32
+        )
         if isinstance(self.policy, ConstrainedPolicy):
-            pol = ConstrainedPolicy(self.tokenizer, frozen, self.policy.format, learner_dtype(self.s),
+            pol = ConstrainedPolicy(self.tokenizer, frozen, self.policy.format, factories.learner_dtype(self.s),
                                     self.s.run.seed + 7 + self.step)  # fmt: skip
         else:
             pol = make_policy(self.s, frozen, self.tokenizer, self.s.run.seed + 7 + self.step)

@@ -56,7 +56,7 @@ def test_scores_equal_a_plain_forward_pass(tiny, style):
 
 
 def test_scores_of_many_candidates_of_mixed_lengths_equal_a_plain_forward_pass(tiny):
-    """Up to 9 candidates a prompt (TicTacToe), of 1 to 6 tokens, side by side in one row under the tree mask."""
+    """Up to 9 candidates a prompt (TicTacToe), of 1 to 6 tokens, laid out as their prefix tree under the tree mask."""
     model, tok = tiny
     fmt = PromptFormat(tok, "auto", "compact")
     prompts = fmt.encode(["Board: X at 4. Your move.", "Board: empty. Your move, O.", "Make an offer."])
@@ -70,6 +70,38 @@ def test_scores_of_many_candidates_of_mixed_lengths_equal_a_plain_forward_pass(t
     for p, cs, sc in zip(prompts, cands, got, strict=True):
         for c, s in zip(cs, sc.tolist(), strict=True):
             assert s == pytest.approx(_plain_score(model, p, c), abs=2e-4)
+
+
+def test_candidates_sharing_a_prefix_share_its_nodes():
+    from spiral.generation.actions import candidate_trie
+
+    boxes = [[92, 1, 2, 3, 10 + i, 99] for i in range(9)]  # `\\ box ed { i }`: 9 TicTacToe moves
+    tokens, parents, steps = candidate_trie(boxes)
+    assert len(tokens) == 4 + 9  # the shared `\\boxed{` once, then each move's own token
+    assert parents[:4] == [-1, 0, 1, 2] and all(p == 3 for p in parents[4:])
+    assert len(steps) == 9 * 5 and sorted({k for _, _, k in steps}) == list(range(9))
+    flat, _, _ = candidate_trie(boxes, share=False)
+    assert len(flat) == 9 * 5  # the layout before the tree: every candidate on its own
+
+
+def test_gqa_attention_equals_repeated_keys(tiny):
+    """`sdpa_gqa` (spiral.generation.attention) gives the scores and gradients of transformers' `sdpa`."""
+    model, tok = tiny
+    assert (
+        model.config._attn_implementation == "sdpa_gqa"
+        and model.model.layers[0].self_attn.num_key_value_groups > 1
+    )
+    prompts, cands = _kuhn_inputs(tok, KEYS[:6])
+    runs = []
+    for impl in ("sdpa", "sdpa_gqa"):
+        model.config._attn_implementation = impl
+        model.zero_grad()
+        scores = score_candidates(model, prompts, cands)
+        torch.stack([s.logsumexp(-1) for s in scores]).sum().backward()
+        runs.append(([s.detach() for s in scores], model.model.embed_tokens.weight.grad.clone()))
+    for a, b in zip(runs[0][0], runs[1][0], strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+    assert torch.allclose(runs[0][1], runs[1][1], atol=1e-6) and runs[0][1].abs().sum() > 0
 
 
 def test_scores_under_eager_attention_equal_sdpa(tiny):
