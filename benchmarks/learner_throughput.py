@@ -6,9 +6,9 @@ SmolLM2-135M-Instruct with the presets' LoRA (r = 16 on q/k/v/o/gate/up/down) an
 as the moving magnet), one PPO epoch of `spiral.training.learner.Learner` (4,096-token micro-batches, shared
 prefixes) over three workloads:
 - `kuhn`: 512 constrained one-round Kuhn turns (12 distinct prompts), the step of `kuhn-smollm2-cpu`;
-- `tictactoe`: 128 constrained turns from random TicTacToe games (almost every prompt distinct), the step of
+- `tictactoe`: 96 constrained turns from random TicTacToe games (almost every prompt distinct), about the step of
   `tictactoe-smollm2-cpu`;
-- `free`: 64 free-form Kuhn turns whose responses are ~96 tokens of reasoning text and then the move.
+- `free`: 32 free-form Kuhn turns whose responses are 96 tokens of reasoning text and then the move.
 Paths, in one process:
 - `old`: the learner before this change: fp32 matmuls, transformers' `sdpa` (keys and values repeated per query
   head), candidates side by side, glibc's default malloc (run first, before `keep_freed_memory`);
@@ -102,13 +102,13 @@ def tictactoe_turns(tok, n: int, seed: int = 0) -> list[Turn]:
     return turns
 
 
-def workload(tok, name: str) -> list[Turn]:
-    """The turns of one workload."""
+def workload(tok, name: str, n: int) -> list[Turn]:
+    """The n turns of one workload."""
     if name == "kuhn":
-        return kuhn_turns(tok, 512)
+        return kuhn_turns(tok, n)
     if name == "tictactoe":
-        return tictactoe_turns(tok, 128)
-    return kuhn_turns(tok, 64, constrained=False, think=96)
+        return tictactoe_turns(tok, n)
+    return kuhn_turns(tok, n, constrained=False, think=96)
 
 
 def gemm_probe(rows: int = 2048, repeats: int = 5) -> float:
@@ -231,7 +231,9 @@ def main() -> int:
     learner.optimizer.step = lambda: (
         None
     )  # measure the learner, keep the weights (and so the workloads) fixed
-    turns = {w: workload(tok, w) for w in args.workloads}
+    turns = {
+        w: workload(tok, w, n) for w, n in zip(WORKLOADS, args.turns, strict=True) if w in args.workloads
+    }
     best: dict[tuple[str, str], float] = {}
     flops: dict[tuple[str, str], float] = {}
     prof: dict[tuple[str, str], dict[str, float]] = {}
@@ -245,7 +247,7 @@ def main() -> int:
                 run_update(learner, ref, turns[w], path)  # warm-up (packs the bf16 weights)
                 flops[path, w] = count_flops(learner, ref, turns[w], path)
                 best[path, w] = min(run_update(learner, ref, turns[w], path) for _ in range(args.repeats))
-                if args.profile:
+                if args.profile and path != "fp32":
                     prof[path, w] = profile(learner, ref, turns[w], path)
                 print(f"{w} {path}: {best[path, w]:.2f} s", flush=True)
     write(args, turns, best, flops, prof, probe)

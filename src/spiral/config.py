@@ -354,7 +354,7 @@ def validate(s: Settings) -> None:
     """Reject impossible settings with one line that names the setting."""
     m, r, a, lr, w, e, run = s.model, s.rollout, s.advantage, s.learner, s.warmup, s.eval, s.run
     _choice("model.dtype", m.dtype, ("auto", "fp32", "bf16"))
-    _choice("model.frozen_bf16", m.frozen_bf16, ("auto", "true", "false"))
+    _choice("model.frozen_bf16", m.frozen_bf16.lower(), ("auto", "true", "false"))
     _choice("model.prompt_style", m.prompt_style, ("paper", "compact"))
     _choice("rollout.action_mode", r.action_mode, ("free", "constrained"))
     _choice("learner.kl_ref", lr.kl_ref, ("start", "base"))

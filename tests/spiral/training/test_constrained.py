@@ -91,33 +91,28 @@ def test_gqa_attention_equals_repeated_keys(tiny):
         model.config._attn_implementation == "sdpa_gqa"
         and model.model.layers[0].self_attn.num_key_value_groups > 1
     )
-    prompts, cands = _kuhn_inputs(tok, KEYS[:6])
+    _same_scores_and_grads(model, _kuhn_inputs(tok, KEYS[:6]), "sdpa_gqa", 1e-5, 1e-6)
+
+
+def _same_scores_and_grads(model, inputs, impl: str, atol_scores: float, atol_grads: float) -> None:
+    """Scores and embedding gradients under `sdpa` and under `impl` agree."""
+    prompts, cands = inputs
     runs = []
-    for impl in ("sdpa", "sdpa_gqa"):
-        model.config._attn_implementation = impl
+    for name in ("sdpa", impl):
+        model.config._attn_implementation = name
         model.zero_grad()
         scores = score_candidates(model, prompts, cands)
         torch.stack([s.logsumexp(-1) for s in scores]).sum().backward()
         runs.append(([s.detach() for s in scores], model.model.embed_tokens.weight.grad.clone()))
     for a, b in zip(runs[0][0], runs[1][0], strict=True):
-        assert torch.allclose(a, b, atol=1e-5)
-    assert torch.allclose(runs[0][1], runs[1][1], atol=1e-6) and runs[0][1].abs().sum() > 0
+        assert torch.allclose(a, b, atol=atol_scores)
+    assert torch.allclose(runs[0][1], runs[1][1], atol=atol_grads) and runs[0][1].abs().sum() > 0
 
 
 def test_scores_under_eager_attention_equal_sdpa(tiny):
     """The tree mask is boolean for SDPA and additive for eager attention; both give the same scores and grads."""
     model, tok = tiny
-    prompts, cands = _kuhn_inputs(tok, KEYS[:4])
-    runs = []
-    for impl in ("sdpa", "eager"):
-        model.config._attn_implementation = impl
-        model.zero_grad()
-        scores = score_candidates(model, prompts, cands)
-        torch.stack([s.logsumexp(-1) for s in scores]).sum().backward()
-        runs.append(([s.detach() for s in scores], model.model.embed_tokens.weight.grad.clone()))
-    for a, b in zip(runs[0][0], runs[1][0], strict=True):
-        assert torch.allclose(a, b, atol=2e-4)
-    assert torch.allclose(runs[0][1], runs[1][1], atol=1e-4) and runs[0][1].abs().sum() > 0
+    _same_scores_and_grads(model, _kuhn_inputs(tok, KEYS[:4]), "eager", 2e-4, 1e-4)
 
 
 def test_scores_stay_with_their_prompt_whatever_the_chunking(tiny):

@@ -188,9 +188,9 @@ def wanted(setting: str | bool) -> bool:
     """`model.frozen_bf16`: true / false as given; auto means on where the CPU multiplies bf16 natively."""
     if isinstance(setting, bool):
         return setting
-    if setting in ("true", "on"):
+    if setting.lower() in ("true", "on"):
         return True
-    if setting in ("false", "off"):
+    if setting.lower() in ("false", "off"):
         return False
     from spiral.model import cpu_has_fast_bf16
 
