@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
 from runkit.cli import Command
 from runkit.cli import main as _main
+from runkit.errors import run_cli
 
 COMMANDS = [
     Command("play", "spiral.commands.play", "play games between agents and print outcome statistics"),
@@ -19,8 +22,20 @@ COMMANDS = [
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `spiral` console script."""
-    return _main("spiral", "SPIRAL self-play RL for language models on zero-sum text games.", COMMANDS, argv)
+    """Entry point of the `spiral` console script. While the command runs, API agents may reach only the
+    endpoints its command line or $SPIRAL_API_HOSTS names (spiral.agents.endpoints)."""
+    from spiral.agents import endpoints
+
+    words = list(sys.argv[1:] if argv is None else argv)
+    rc = run_cli(lambda: endpoints.restrict(words), "spiral")
+    if rc:
+        return rc
+    try:
+        return _main(
+            "spiral", "SPIRAL self-play RL for language models on zero-sum text games.", COMMANDS, argv
+        )
+    finally:
+        endpoints.unrestricted()
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 
 from runkit.errors import UserError
+from spiral.agents import endpoints
 from spiral.agents.base import Agent
 from spiral.prompting import parse_action
 
@@ -158,6 +159,7 @@ class ApiAgent(Agent):
         system_prompt: str = SYSTEM_PROMPT,
         max_reply_bytes: int = MAX_REPLY_BYTES,
     ) -> None:
+        endpoints.permit(base_url)  # the key goes only where the user said (spiral.agents.endpoints)
         self.model = model
         self.base_url = base_url.rstrip("/")
         self._key = api_key if api_key is not None else os.environ.get(key_env, "")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 
-from runkit.errors import UserError
-
 # Busy-waiting OpenMP threads collapse when the cores are shared (a decode step went from 0.2 s to 5 s with two
 # threads on a loaded 2-core box); passive waiting avoids that. It must be set before torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -95,36 +93,10 @@ def _quote(key: str, value: str) -> str:
     return value if key == "rollout.env_ids" else '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-API_HOSTS_ENV = "SPIRAL_API_HOSTS"
-
-
-def api_hosts(s) -> set[str]:
-    """Hosts of every api:MODEL@URL agent the settings name (training opponent, evaluation opponents)."""
-    from urllib.parse import urlparse
-
-    specs = [s.rollout.opponent, *s.eval.opponents]
-    return {
-        urlparse(spec.partition("@")[2]).netloc for spec in specs if spec.startswith("api:") and "@" in spec
-    }
-
-
-def check_api_hosts(s, command_line: list[str]) -> None:
-    """A resumed run may name API agents in its saved config.json: refuse to send the API key to a host that
-    neither this command line nor $SPIRAL_API_HOSTS (comma-separated) names."""
-    allowed = {h.strip() for h in os.environ.get(API_HOSTS_ENV, "").split(",") if h.strip()}
-    named = " ".join(command_line)
-    unnamed = sorted(h for h in api_hosts(s) if h not in allowed and h not in named)
-    if unnamed:
-        raise UserError(
-            f"this run's settings send requests (with $SPIRAL_API_KEY) to {', '.join(unnamed)}, which this command "
-            f"does not name; allow it with {API_HOSTS_ENV}={','.join(unnamed)} or name the opponent again "
-            "with --opponent / --set"
-        )
-
-
 def resolve(args: argparse.Namespace, extra: list[str] | None = None):
     """(settings, run folder, resuming?) from the command line."""
     from runkit.rundir import create_run_dir, open_run_dir
+    from spiral.agents import endpoints
     from spiral.config import Settings, load_settings, set_value, validate
 
     if args.resume:
@@ -138,9 +110,10 @@ def resolve(args: argparse.Namespace, extra: list[str] | None = None):
             set_value(s, key.strip(), parse_value(raw.strip()))
         s.run.out = str(run.path)
         validate(s)
-        check_api_hosts(s, [*overrides_from(args), *(extra or [])])
+        endpoints.check(s, [*overrides_from(args), *(extra or [])])  # a saved config names no host of its own
         return s, run, True
     s = load_settings(args.preset, [*overrides_from(args), *(extra or [])])
+    endpoints.check(s, [*overrides_from(args), *(extra or [])])  # nor does a preset file
     if args.print_config:
         return s, None, False
     from spiral.training.factories import check_settings
