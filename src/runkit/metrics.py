@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runkit.io import atomic_write_text
+from runkit.io import append_text, atomic_write_text
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
@@ -55,9 +55,7 @@ class MetricsLogger:
         row = {"step": int(step), "time": time.time()}
         for k, v in metrics.items():
             row[k] = _plain(v)
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
-            f.flush()
+        append_text(self.path, json.dumps(row) + "\n")
         if self._tb is not None:
             for k, v in row.items():
                 if k not in ("step", "time") and isinstance(v, (int, float)) and math.isfinite(v):

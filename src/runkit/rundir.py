@@ -70,6 +70,24 @@ def is_run_of(path: str | Path, kind: str) -> bool:
     return isinstance(cfg, dict) and cfg.get("kind") == kind
 
 
+def refuse_links(path: str | Path) -> None:
+    """A one-line UserError if the folder holds a symbolic link anywhere below it: a run folder from elsewhere
+    could point its logs, plots or checkpoints at files outside it, and resuming would write there."""
+    import os
+
+    root = Path(path)
+    if root.is_symlink():
+        return  # the folder itself may be reached through a link the user made; its contents may not
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        for name in (*dirs, *files):
+            p = Path(folder) / name
+            if p.is_symlink():
+                raise UserError(
+                    f"{root} holds a symbolic link ({p.relative_to(root)} -> {os.readlink(p)}); runs never write "
+                    "through links out of their folder: remove it, or copy the run without links"
+                )
+
+
 def create_run_dir(path: str | Path, config: dict[str, Any], kind: str, force: bool = False) -> RunDir:
     """Make a new run folder and write its resolved config.
 
@@ -83,6 +101,8 @@ def create_run_dir(path: str | Path, config: dict[str, Any], kind: str, force: b
         raise UserError(
             f"{run.path} already holds a run; pass --resume {run.path} to continue it or choose another --out"
         )
+    if run.path.is_dir():
+        refuse_links(run.path)
     if not force and run.path.is_dir() and not is_run_of(run.path, kind):
         names = sorted(p.name for p in islice(run.path.iterdir(), 50))
         if names:
@@ -106,6 +126,7 @@ def open_run_dir(path: str | Path, kind: str) -> RunDir:
     """Open an existing run folder of the given kind (e.g. 'spiral', 'tm')."""
     run = RunDir(Path(path))
     cfg = run.read_config()
+    refuse_links(run.path)
     if cfg.get("kind") != kind:
         raise UserError(f"{run.path} is a {cfg.get('kind')!r} run, not a {kind!r} run")
     return run

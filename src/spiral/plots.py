@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 from runkit.errors import UserError
+from runkit.io import save_figure
 from runkit.metrics import read_metrics
 
 # (file stem, title, y label, predicate on a metric key)
@@ -69,7 +70,7 @@ def plot_run(run_dir: str | Path) -> list[Path]:
         ax.legend(fontsize=7, loc="best")
         fig.tight_layout()
         path = run / "plots" / f"{stem}.png"
-        fig.savefig(path, dpi=90)
+        save_figure(fig, path, dpi=90)
         plt.close(fig)
         written.append(path)
     return written
@@ -139,6 +140,6 @@ def plot_summary(run_dir: str | Path, out: str | Path, window: int = 5) -> Path:
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90)
+    save_figure(fig, out, dpi=90)
     plt.close(fig)
     return out

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from runkit.io import save_figure
+
 
 def _plt():
     import matplotlib
@@ -18,7 +20,7 @@ def _plt():
 
 def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90, bbox_inches="tight")
+    save_figure(fig, path, dpi=90, bbox_inches="tight")
     _plt().close(fig)
     return path
 

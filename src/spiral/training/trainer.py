@@ -26,7 +26,7 @@ from runkit.checkpoint import (
     save_checkpoint,
 )
 from runkit.errors import UserError
-from runkit.io import atomic_write_json, atomic_write_text, truncate_jsonl
+from runkit.io import append_text, atomic_write_json, atomic_write_text, truncate_jsonl
 from runkit.metrics import MetricsLogger
 from runkit.progress import ProgressBar
 from runkit.rundir import RunDir
@@ -228,8 +228,8 @@ class Trainer:
                                                         "step": self.step, "results": summary})  # fmt: skip
         tdir = self.run.path / "transcripts"
         tdir.mkdir(exist_ok=True)
-        picked = [asdict(g) for g in pick_transcripts(results, 1)]
-        (tdir / f"eval_step_{self.step:06d}.jsonl").write_text("".join(json.dumps(p) + "\n" for p in picked))
+        picked = "".join(json.dumps(asdict(g)) + "\n" for g in pick_transcripts(results, 1))
+        atomic_write_text(tdir / f"eval_step_{self.step:06d}.jsonl", picked)
         return out
 
     # ---- the loop -------------------------------------------------------------------------------
@@ -395,8 +395,7 @@ class Trainer:
         rows = [{"env_id": t.env_id, "step": self.step + 1, "outcome": _outcome(t.final_return),
                  "turns": [{"player": t.role, "agent": "policy", "observation": self.tokenizer.decode(t.prompt_ids),
                             "response": t.response_text, "invalid": t.invalid}]} for t in turns]  # fmt: skip
-        with (tdir / "selfplay.jsonl").open("a", encoding="utf-8") as f:
-            f.writelines(json.dumps(r) + "\n" for r in rows)
+        append_text(tdir / "selfplay.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
 
     def finish_report(self) -> None:
         """Plots of the run, phases.json (what warm-up and self-play each did) and the HTML report."""
