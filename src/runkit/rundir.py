@@ -10,7 +10,7 @@ from typing import Any
 
 from runkit.checkpoint import list_checkpoints
 from runkit.errors import UserError
-from runkit.io import atomic_write_json, read_json
+from runkit.io import atomic_write_json, atomic_write_text, read_json
 
 
 @dataclass(frozen=True)
@@ -88,11 +88,55 @@ def refuse_links(path: str | Path) -> None:
                 )
 
 
+OUTPUT_MARK = ".written-by-spiral-tm"  # in every output folder this project creates
+
+
+def written_here(path: str | Path) -> bool:
+    """Whether this project wrote the folder: its mark, or a config / summary / league JSON that names a kind
+    (folders written before the mark existed)."""
+    path = Path(path)
+    if (path / OUTPUT_MARK).is_file():
+        return True
+    for name in ("config.json", "summary.json", "league.json"):
+        try:
+            doc = json.loads((path / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(doc, dict) and (isinstance(doc.get("kind"), str) or name == "league.json"):
+            return True
+    return False
+
+
+def claim_output(path: str | Path) -> Path:
+    """The output folder of a command: created (and marked) when new; refused with one line when it is a file,
+    holds a link, or is not empty and was not written by this project (its files would be overwritten)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path} is a file, not a folder; choose another --out")
+    if path.is_dir():
+        refuse_links(path)
+        names = sorted(p.name for p in islice(path.iterdir(), 50))
+        if names and not written_here(path):
+            shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+            raise UserError(
+                f"{path} is not empty and was not written by this project (it holds {shown}); choose another --out"
+            )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if not (path / OUTPUT_MARK).exists():
+            atomic_write_text(path / OUTPUT_MARK, "written by spiral / tm; outputs here may be replaced\n")
+    except OSError as e:
+        raise UserError(f"cannot write to {path}: {e.strerror or e}; choose another --out") from None
+    return path
+
+
 def create_run_dir(path: str | Path, config: dict[str, Any], kind: str, force: bool = False) -> RunDir:
     """Make a new run folder and write its resolved config.
 
-    Refuses a run that has checkpoints (resume it instead), a file, and unless `force` a non-empty folder that
-    is not a run of `kind` (its config.json, metrics.jsonl, report.html would be overwritten).
+    Refuses a run that has checkpoints (resume it instead), a file, a folder holding a link, and a non-empty
+    folder that is not a run of `kind` (its config.json, metrics.jsonl, report.html would be overwritten);
+    `force` lets a run replace only what this project wrote (another run, an output folder), never a folder of
+    the user's.
     """
     run = RunDir(Path(path))
     if run.path.exists() and not run.path.is_dir():
@@ -103,13 +147,14 @@ def create_run_dir(path: str | Path, config: dict[str, Any], kind: str, force: b
         )
     if run.path.is_dir():
         refuse_links(run.path)
-    if not force and run.path.is_dir() and not is_run_of(run.path, kind):
+    if run.path.is_dir() and not is_run_of(run.path, kind):
         names = sorted(p.name for p in islice(run.path.iterdir(), 50))
-        if names:
+        ours = written_here(run.path)
+        if names and not (force and ours):
             shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+            hint = "pass --force to write the run into it" if ours else "this project did not write it"
             raise UserError(
-                f"{run.path} is not empty and not a {kind} run (it holds {shown}); choose another --out, or pass "
-                "--force to write the run into it"
+                f"{run.path} is not empty and not a {kind} run (it holds {shown}); choose another --out ({hint})"
             )
     try:
         for d in (run.path, run.checkpoints, run.plots):

@@ -1,4 +1,5 @@
-"""create_run_dir: a new run never overwrites a folder that is not a run of its kind (unless forced)."""
+"""create_run_dir: a new run never overwrites a folder that is not a run of its kind (--force: only one this
+project wrote); claim_output: the same guard for every command's output folder."""
 
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ def _stranger(tmp_path: Path) -> Path:
 def test_a_non_empty_folder_that_is_not_a_run_is_refused_and_left_alone(tmp_path):
     d = _stranger(tmp_path)
     before = {p.name: p.read_text() for p in d.iterdir()}
-    with pytest.raises(UserError, match="is not empty and not a spiral run .*config.json.*--force") as err:
+    with pytest.raises(
+        UserError, match="is not empty and not a spiral run .*config.json.*did not write"
+    ) as err:
         create_run_dir(d, {"a": 1}, kind="spiral")
     assert "\n" not in str(err.value)
     assert {p.name: p.read_text() for p in d.iterdir()} == before
@@ -38,10 +41,39 @@ def test_a_run_of_another_kind_is_refused(tmp_path):
         create_run_dir(d, {"a": 1}, kind="spiral")
 
 
-def test_force_writes_into_the_folder(tmp_path):
+def test_force_never_writes_into_a_folder_of_the_users(tmp_path):
     d = _stranger(tmp_path)
+    (d / "checkpoints" / "step_000001").mkdir(parents=True)
+    (d / "checkpoints" / "step_000001" / "notes.txt").write_text("mine")
+    before = sorted(str(p.relative_to(d)) for p in d.rglob("*"))
+    with pytest.raises(UserError, match="did not write"):
+        create_run_dir(d, {"a": 1}, kind="spiral", force=True)
+    assert sorted(str(p.relative_to(d)) for p in d.rglob("*")) == before
+
+
+def test_force_replaces_what_this_project_wrote(tmp_path):
+    d = tmp_path / "tm-run"
+    create_run_dir(d, {"a": 1}, kind="tm")
+    with pytest.raises(UserError, match="--force"):
+        create_run_dir(d, {"a": 1}, kind="spiral")
     run = create_run_dir(d, {"a": 1}, kind="spiral", force=True)
     assert json.loads(run.config.read_text()) == {"kind": "spiral", "a": 1} and is_run_of(d, "spiral")
+
+
+def test_an_output_folder_is_claimed_once_and_a_strangers_is_refused(tmp_path):
+    from runkit.rundir import OUTPUT_MARK, claim_output
+
+    out = claim_output(tmp_path / "eval" / "games")
+    assert (out / OUTPUT_MARK).is_file()
+    (out / "summary.json").write_text("{}")
+    assert claim_output(out) == out  # ours: reopened
+    d = _stranger(tmp_path)
+    with pytest.raises(UserError, match="not written by this project") as err:
+        claim_output(d)
+    assert "\n" not in str(err.value) and not (d / OUTPUT_MARK).exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="is a file"):
+        claim_output(tmp_path / "file")
 
 
 def test_empty_folders_and_runs_of_the_same_kind_without_checkpoints_are_reused(tmp_path):
@@ -77,5 +109,5 @@ def test_train_refuses_a_foreign_out_folder_with_exit_2(tmp_path, capsys, prog):
         argv = ["train", *tiny_argv(), "--no-progress", "--out", str(d)]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "--force" in err
+    assert len(err.splitlines()) == 1 and "did not write it" in err and "--force" not in err
     assert (d / "metrics.jsonl").read_text() == "precious\n"

@@ -196,8 +196,9 @@ def evaluate_games(
     progress: bool | None = None,
 ) -> dict[str, Any]:
     """Evaluate `model` on every (game, opponent); `opponents[env_id][name]` is an Agent. Writes `out` files."""
-    from runkit.io import atomic_write_json
+    from runkit.io import atomic_write_json, atomic_write_text
     from runkit.progress import ProgressBar
+    from runkit.rundir import claim_output
 
     summary: dict[str, Any] = {}
     all_results: list[GameResult] = []
@@ -211,20 +212,17 @@ def evaluate_games(
                 summary[f"{env_id} vs {name}"] = summarize_games(rs)
                 all_results += rs
     if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
+        out = claim_output(out)
         atomic_write_json(out / "summary.json", {"kind": "games", "n": n, "seed": seed, "results": summary})
         lines = [json.dumps({k: v for k, v in asdict(r).items() if k != "transcript"}) for r in all_results]
-        (out / "games.jsonl").write_text("".join(x + "\n" for x in lines), encoding="utf-8")
+        atomic_write_text(out / "games.jsonl", "".join(x + "\n" for x in lines))
         picked = []
         for env_id in games:
             for name in opponents[env_id]:
                 picked += pick_transcripts(
                     [r for r in all_results if (r.env_id, r.opponent) == (env_id, name)], transcripts
                 )
-        (out / "transcripts.jsonl").write_text(
-            "".join(json.dumps(asdict(r)) + "\n" for r in picked), encoding="utf-8"
-        )
+        atomic_write_text(out / "transcripts.jsonl", "".join(json.dumps(asdict(r)) + "\n" for r in picked))
     return summary
 
 

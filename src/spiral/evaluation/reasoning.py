@@ -70,8 +70,11 @@ def prompt_hash(prompt: str) -> str:
 
 
 def open_output(out: Path, config: dict[str, Any]) -> dict[tuple[str, int], dict]:
-    """Create or reopen `out`; return finished lines keyed by (item id, sample). Refuses a different config."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Create or reopen `out`; return finished lines keyed by (item id, sample). Refuses a different config, and
+    a folder this project did not write."""
+    from runkit.rundir import claim_output
+
+    claim_output(out)
     cfg_path = out / "config.json"
     if cfg_path.exists():
         try:

@@ -19,6 +19,7 @@ from typing import Any
 
 from runkit.errors import UserError
 from runkit.io import atomic_write_json, atomic_write_text
+from runkit.rundir import claim_output
 from spiral.evaluation.league.players import AgentCache, Player, check_labels, parse_player, run_players
 from spiral.evaluation.league.ratings import RATING_MODELS
 from spiral.evaluation.league.runner import RATE_BY, SCHEDULES, League, LeagueConfig
@@ -39,7 +40,7 @@ def play_league(
     from spiral.evaluation.league.summary import league_json, league_markdown
 
     check_labels(players)
-    out = Path(out)
+    out = claim_output(out)
     league = League(players, config, out, agents, on_chunk, log)
     results = league.run(n, budget)
     meta = {"config": asdict(config), "n": n, "budget": budget, "chunks_played_now": league.played}
