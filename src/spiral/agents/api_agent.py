@@ -27,6 +27,9 @@ SYSTEM_PROMPT = (
     "your final action in \\boxed{}, for example \\boxed{[bet]}."
 )
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+MOVE_SECONDS = {
+    "default": 180.0
+}  # a move's whole budget, all attempts and backoff (`spiral --api-move-seconds`)
 MAX_REPLY_BYTES = 4 * 2**20  # a chat completion of a few thousand tokens is tens of KB
 _CHUNK = 64 * 1024
 
@@ -158,6 +161,7 @@ class ApiAgent(Agent):
         backoff: float = 1.0,
         system_prompt: str = SYSTEM_PROMPT,
         max_reply_bytes: int = MAX_REPLY_BYTES,
+        move_seconds: float | None = None,
     ) -> None:
         endpoints.permit(base_url)  # the key goes only where the user said (spiral.agents.endpoints)
         self.model = model
@@ -168,6 +172,7 @@ class ApiAgent(Agent):
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
         self.system_prompt = system_prompt
         self.max_reply_bytes = max_reply_bytes
+        self.move_seconds = MOVE_SECONDS["default"] if move_seconds is None else move_seconds
         self.name = f"api:{model}"
         self.last_reply = ""
 
@@ -192,10 +197,20 @@ class ApiAgent(Agent):
             "max_tokens": self.max_tokens,
         }
         last = "no attempt made"
+        end = time.monotonic() + self.move_seconds  # the whole move: every attempt and every backoff
+        tried = 0
         for attempt in range(self.retries + 1):
             if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
-            deadline = _Deadline(self.timeout)
+                pause = self.backoff * 2 ** (attempt - 1)
+                if time.monotonic() + pause >= end:
+                    break
+                time.sleep(pause)
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            limit = min(self.timeout, left)
+            deadline = _Deadline(limit)
+            tried += 1
             try:
                 with deadline:
                     raw = self._post(body, deadline)
@@ -216,15 +231,18 @@ class ApiAgent(Agent):
             except (OSError, http.client.HTTPException) as e:  # URLError, timeouts, resets, broken replies
                 reason = e.reason if isinstance(e, urllib.error.URLError) else e
                 if deadline.expired or isinstance(reason, TimeoutError):
-                    last = f"timed out after {self.timeout:g} s"
+                    last = f"timed out after {limit:g} s"
                 else:
                     last = f"connection failed ({type(reason).__name__})"
                 continue
             if deadline.expired:  # the shutdown can look like a clean end of the body
-                last = f"timed out after {self.timeout:g} s"
+                last = f"timed out after {limit:g} s"
                 continue
             return self._decode(raw)
-        raise ApiError(f"request to {self.base_url} failed after {self.retries + 1} attempts: {last}")
+        raise ApiError(
+            f"request to {self.base_url} failed after {tried} attempts: {last} (the move's budget: "
+            f"{self.move_seconds:g} s, --api-move-seconds)"
+        )
 
     def _post(self, body: dict, deadline: _Deadline) -> bytes:
         """POST to /chat/completions and return the reply body, at most max_reply_bytes of it."""

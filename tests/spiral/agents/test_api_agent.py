@@ -166,6 +166,27 @@ def test_the_timeout_bounds_the_whole_request_not_each_read(server: _Server, slo
         _agent(server, timeout=0.5, retries=0).act("obs", ["[bet]"])
 
 
+def test_a_dripping_server_holds_a_move_no_longer_than_its_budget(server: _Server) -> None:
+    """Every attempt drips one byte at a time; retries and backoff stop at the move's budget, not 4 x timeout."""
+    body = _ok_body()
+    head = _response(b"", {"Content-Length": str(len(body))})
+    server.script = [("custom", lambda h: (h.wfile.write(head), _send_slowly(body, 0.1)(h)))] * 6
+    start = time.monotonic()
+    with pytest.raises(ApiError, match=r"the move's budget: 1.2 s, --api-move-seconds"):
+        _agent(server, timeout=0.5, retries=5, move_seconds=1.2).act("obs", ["[bet]"])
+    assert time.monotonic() - start < 1.8 and 2 <= len(server.requests) <= 4
+
+
+def test_the_move_budget_is_a_command_line_option(capsys) -> None:
+    from spiral.agents import api_agent
+    from spiral.cli import main
+
+    assert main(["--api-move-seconds", "0", "play", "--help"]) == 2
+    assert "--api-move-seconds must be a positive number" in capsys.readouterr().err
+    assert main(["--api-move-seconds", "nan", "report", "/nonexistent"]) == 2
+    assert api_agent.MOVE_SECONDS["default"] == 180.0  # restored after the command
+
+
 def test_a_reply_over_the_size_cap_is_refused(server: _Server) -> None:
     big = _ok_body("\\boxed{bet}" + " " * (5 * 2**20))  # 5 MB, no Content-Length: read until the cap
     server.script = [("custom", lambda h: h.wfile.write(_response(big)))]
