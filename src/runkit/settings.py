@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import field
 from typing import Any
@@ -24,9 +25,15 @@ def parse_value(raw: str) -> Any:
         return raw
 
 
+MAX_TEXT = 4096  # characters of a text setting (a path, a spec, a name)
+MAX_INT = 2**63 - 1
+
+
 def coerce(key: str, type_name: str, value: Any) -> Any:
-    """Convert `value` to the declared type, or raise a one-line UserError."""
-    bad = UserError(f"setting {key} expects {type_name}, got {value!r}")
+    """Convert `value` to the declared type, or raise a one-line UserError: numbers must be finite (NaN, inf and
+    1e400 never are), integers fit in 64 bits, text is at most MAX_TEXT characters."""
+    shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+    bad = UserError(f"setting {key} expects {type_name}, got {shown}")
     if type_name == "bool":
         if isinstance(value, bool):
             return value
@@ -34,14 +41,18 @@ def coerce(key: str, type_name: str, value: Any) -> Any:
             return value.lower() in ("true", "1", "yes")
         raise bad
     if type_name == "int":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise bad
+        if int(value) != value or abs(int(value)) > MAX_INT:
             raise bad
         return int(value)
     if type_name == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise bad
         return float(value)
     if type_name == "str":
+        if isinstance(value, (dict, list)) or len(str(value)) > MAX_TEXT:
+            raise bad
         return str(value)
     if type_name.startswith("list"):
         items = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value

@@ -1,0 +1,96 @@
+"""A property test over every settings schema (spiral train, spiral sft, tm train): each field given NaN, inf,
+-1, 0, 1e400, a wrong type and an over-long string is either accepted (the value is valid) or refused with one
+line (UserError); nothing else escapes. New settings are covered as soon as they are added."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from runkit.errors import UserError
+
+BAD = ["nan", "inf", "-inf", "-1", "0", "1e400", "99999999999999999999999", "[[1]]", '"' + "x" * 5000 + '"',
+       "{a = 1}", "true"]  # fmt: skip
+
+
+def _one_line_or_fine(fn) -> str:
+    try:
+        fn()
+    except UserError as e:
+        text = str(e)
+        assert text and "\n" not in text
+        return "refused"
+    return "accepted"
+
+
+def _spiral_fields():
+    from spiral.config import SECTIONS
+
+    return [f"{s}.{f.name}" for s, cls in SECTIONS.items() for f in dataclasses.fields(cls)]
+
+
+@pytest.mark.parametrize("key", _spiral_fields())
+def test_every_spiral_train_setting_accepts_or_refuses_in_one_line(key):
+    from spiral.config import load_settings
+    from spiral.training.factories import check_settings
+
+    seen = set()
+    for raw in BAD:
+        seen.add(
+            _one_line_or_fine(lambda raw=raw: check_settings(load_settings("tiny-test", [f"{key}={raw}"])))
+        )
+    assert seen  # every value was tried
+
+
+@pytest.mark.parametrize("key", ["expert", "opponents", "expert_turns", "eval_turns", "rationale", "lr", "epochs",
+                                 "micro_batch_size", "batch_size"])  # fmt: skip
+def test_every_sft_setting_accepts_or_refuses_in_one_line(key):
+    from spiral.sft import settings as sft_settings
+
+    assert key in {f.name for f in dataclasses.fields(sft_settings.SFTSettings)}
+    for raw in BAD:
+        _one_line_or_fine(lambda raw=raw: sft_settings.load("sft-kuhn-smollm2", [f"sft.{key}={raw}"]))
+
+
+def _tm_fields():
+    from transition_matching.config import TrainConfig
+
+    return [f.name for f in dataclasses.fields(TrainConfig)]
+
+
+@pytest.mark.parametrize("key", _tm_fields())
+def test_every_tm_setting_accepts_or_refuses_in_one_line(key):
+    import math
+
+    from transition_matching.config import make_config
+
+    for value in [math.nan, math.inf, -1, 0, float("1e400"), 10**23, [[1]], "x" * 5000,
+                  {"a": 1}, True]:  # fmt: skip
+        _one_line_or_fine(lambda value=value: make_config(None, **{key: value}))
+
+
+def test_the_cli_refuses_a_huge_seed_and_step_count_in_one_line(capsys):
+    from spiral.cli import main
+
+    for extra in (
+        ["--seed", "99999999999999999999999"],
+        ["--set", "run.steps=1e400"],
+        ["--set", "learner.lr=nan"],
+    ):
+        assert main(["train", "--preset", "tiny-test", "--print-config", *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "expects" in err
+
+
+def test_non_finite_and_huge_numbers_are_always_refused():
+    from spiral.config import load_settings
+
+    for key in ("learner.lr", "learner.clip", "run.max_minutes", "advantage.decay"):
+        for raw in ("nan", "inf", "1e400"):
+            with pytest.raises(UserError):
+                load_settings("tiny-test", [f"{key}={raw}"])
+    for key in ("run.steps", "run.seed", "rollout.num_envs"):
+        for raw in ("1e400", "99999999999999999999999", "nan"):
+            with pytest.raises(UserError):
+                load_settings("tiny-test", [f"{key}={raw}"])
