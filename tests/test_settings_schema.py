@@ -94,3 +94,16 @@ def test_non_finite_and_huge_numbers_are_always_refused():
         for raw in ("1e400", "99999999999999999999999", "nan"):
             with pytest.raises(UserError):
                 load_settings("tiny-test", [f"{key}={raw}"])
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe\x00binary\x00", b"a = " + b"[" * 5000 + b"]" * 5000 + b"\n"])
+def test_a_binary_or_deeply_nested_preset_is_one_line(tmp_path, capsys, content):
+    from spiral.cli import main
+    from transition_matching.cli import main as tm_main
+
+    preset = tmp_path / "bad.toml"
+    preset.write_bytes(content)
+    assert main(["train", "--preset", str(preset), "--print-config"]) == 2
+    assert tm_main(["train", "--preset", str(preset), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all("preset" in line for line in err)

@@ -25,6 +25,28 @@ def parse_value(raw: str) -> Any:
         return raw
 
 
+def read_preset_text(path) -> str:
+    """A preset file's text: one-line UserError for a file that is not UTF-8 text or cannot be read."""
+    from pathlib import Path
+
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"preset file {path} is not UTF-8 text") from None
+    except OSError as e:
+        raise UserError(f"cannot read preset file {path}: {e.strerror or e}") from None
+
+
+def parse_toml(text: str, what: str) -> dict[str, Any]:
+    """TOML text as a table: one-line UserError for invalid TOML or nesting too deep to parse."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{what} is not valid TOML: {e}") from None
+    except RecursionError:
+        raise UserError(f"{what} nests arrays or tables too deeply to read") from None
+
+
 MAX_TEXT = 4096  # characters of a text setting (a path, a spec, a name)
 MAX_INT = 2**63 - 1
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 from runkit.errors import UserError
 from runkit.settings import coerce as _coerce
 from runkit.settings import merge_tables as _merge
-from runkit.settings import opt, parse_value
+from runkit.settings import opt, parse_toml, parse_value, read_preset_text
 
 ALL_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -287,17 +286,14 @@ def _read_preset(
         path = Path(name)
         if not path.is_file():
             raise UserError(f"preset file {name} does not exist")
-        text = path.read_text(encoding="utf-8")
+        text = read_preset_text(path)
     else:
         res = next((r for r in (resources.files(p) / f"{name}.toml" for p in packages) if r.is_file()), None)
         if res is None:
             known = ", ".join(preset_names(packages[0]))
             raise UserError(f"unknown preset {name!r}; known: {known} (or a .toml path)")
         text = res.read_text(encoding="utf-8")
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise UserError(f"preset {name!r} is not valid TOML: {e}") from None
+    data = parse_toml(text, f"preset {name!r}")
     base = data.pop("base", None)
     merged = _merge(_read_preset(base, (*seen, name), packages), data) if base else data
     return merged

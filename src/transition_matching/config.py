@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from runkit.errors import UserError
-from runkit.settings import opt
+from runkit.settings import opt, parse_toml, read_preset_text
 
 PRESET_DIR = Path(__file__).resolve().parents[2] / "configs" / "tm"
 
@@ -77,11 +76,7 @@ def load_preset(name: str) -> dict[str, Any]:
     if not path.is_file():
         known = sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
         raise UserError(f"no preset {name!r}; known presets: {', '.join(known) or 'none'}")
-    try:
-        values = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise UserError(f"preset {path} is not valid TOML: {e}") from None
-    return values
+    return parse_toml(read_preset_text(path), f"preset {path}")
 
 
 def make_config(preset: str | None = None, **overrides: Any) -> TrainConfig:

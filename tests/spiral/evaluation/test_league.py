@@ -194,3 +194,13 @@ def test_bad_input_is_one_line(args, message, tmp_path, capsys):
     assert main(["eval", "league", *args, "--out", str(tmp_path / "l")]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("bad", ["optmal", "nash:alpha=2", "=random"])
+def test_a_league_with_a_player_that_does_not_exist_is_one_line(bad, tmp_path, capsys):
+    from spiral.cli import main
+
+    rc = main(["eval", "league", "--players", f"random,{bad}", "--games", "KuhnPoker-v2", "--n", "2",
+               "--out", str(tmp_path / "league")])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and not (tmp_path / "league" / "league.json").exists()

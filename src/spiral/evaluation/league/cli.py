@@ -117,6 +117,7 @@ def _options(items: list[str]) -> dict[str, dict]:
 
 def resolve(args: argparse.Namespace) -> tuple[list[Player], LeagueConfig, Path]:
     """Players, league settings and folder from the command line (one-line errors for bad input)."""
+    from spiral.agents import make_agent
     from spiral.games import make
     from spiral.model import resolve_gen_dtype
 
@@ -140,6 +141,9 @@ def resolve(args: argparse.Namespace) -> tuple[list[Player], LeagueConfig, Path]
         env_kwargs[game].update(opts)
     for g in games:
         make(g, **env_kwargs[g])  # unknown games and options fail here, before any model loads
+        for p in players:  # and so does a fixed agent that does not exist (it was dropped silently)
+            if p.kind == "fixed":
+                make_agent(p.spec, g)
     env_kwargs = {g: kw for g, kw in env_kwargs.items() if kw}
     dtype = resolve_gen_dtype(args.dtype)
     lm = {"temperature": args.temperature, "top_p": args.top_p, "max_new_tokens": args.max_new_tokens,
