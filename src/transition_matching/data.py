@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -181,25 +182,41 @@ def load_mnist_data(patch: int | None = None, size: int = 28) -> Dataset:
     return _images(name, images[..., None], y, patch, Scaler(shift=127.5, scale=127.5))
 
 
+MAX_CLASSES = 100_000  # class labels of a user .npz (a label of 2^40 once asked for a 70 TB embedding)
+
+
 def load_npz(path: str | Path, patch: int = 1, scaling: str = "standard") -> Dataset:
     """A user .npz with `x` (N, D) points or (N, H, W[, C]) images and an optional integer `y` (N,)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"no such .npz file: {path}")
     try:
-        with np.load(path, allow_pickle=False) as f:
+        f = np.load(path, allow_pickle=False)
+        if not isinstance(f, np.lib.npyio.NpzFile):  # a renamed .npy: one bare array
+            raise ValueError("it holds one bare array (a .npy?), not named arrays")
+        with f:
             x = np.asarray(f["x"]) if "x" in f else None
             y = np.asarray(f["y"]) if "y" in f else None
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path} is not a readable .npz file ({e})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise UserError(
+            f"{path} is not a readable .npz file ({str(e).splitlines()[0][:200] or 'empty'})"
+        ) from None
     if x is None:
         raise UserError(f"{path} has no array named 'x'; save it with np.savez(path, x=data, y=labels)")
-    if x.ndim not in (2, 3, 4) or x.shape[0] < 2 or not np.issubdtype(x.dtype, np.number):
+    if (
+        x.ndim not in (2, 3, 4) or x.shape[0] < 2 or 0 in x.shape or not np.issubdtype(x.dtype, np.number)
+        or np.iscomplexobj(x)
+    ):  # fmt: skip
         raise UserError(
-            f"{path}: 'x' must be numeric (N, D) points or (N, H, W[, C]) images with N >= 2, got {x.shape}"
+            f"{path}: 'x' must be real numbers, (N, D) points or (N, H, W[, C]) images with N >= 2 and no empty "
+            f"axis, got {x.dtype} {x.shape}"
         )
+    if not np.isfinite(x).all():
+        raise UserError(f"{path}: 'x' holds NaN or infinite values ({int((~np.isfinite(x)).sum())} of them)")
     if y is not None and (y.shape != (x.shape[0],) or not np.issubdtype(y.dtype, np.integer) or y.min() < 0):
         raise UserError(f"{path}: 'y' must be non-negative integers of shape ({x.shape[0]},), got {y.shape}")
+    if y is not None and int(y.max()) >= MAX_CLASSES:
+        raise UserError(f"{path}: 'y' has a label {int(y.max())}; labels must be below {MAX_CLASSES:,}")
     x = x.astype(np.float64)
     scaler = _fit_scaler(x, scaling)
     if x.ndim == 2:

@@ -105,7 +105,43 @@ def test_bad_npz_shape_fails_cleanly(tmp_path, capsys):
     p = tmp_path / "bad.npz"
     np.savez(p, x=np.zeros(10))
     assert main(["train", "--data", str(p), "--out", str(tmp_path / "r")]) == 2
-    assert "'x' must be numeric" in capsys.readouterr().err
+    assert "'x' must be real numbers" in capsys.readouterr().err
+
+
+def _empty(path):
+    path.write_bytes(b"")
+    return path
+
+
+def _npz(tmp_path, name, **arrays):
+    p = tmp_path / name
+    np.savez(p, **arrays)
+    return p
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda d: (np.save(d / "a.npy", np.zeros((5, 2))), (d / "a.npy").rename(d / "a.npz"))[1],
+            "bare array",
+        ),
+        (lambda d: _empty(d / "e.npz"), "not a readable .npz"),
+        (
+            lambda d: _npz(d, "l.npz", x=np.zeros((4, 2)), y=np.array([0, 1, 2, 2**40])),
+            "labels must be below",
+        ),
+        (lambda d: _npz(d, "n.npz", x=np.array([[0.0, np.nan], [1.0, 2.0]])), "NaN or infinite"),
+        (lambda d: _npz(d, "i.npz", x=np.array([[0.0, np.inf], [1.0, 2.0]])), "NaN or infinite"),
+        (lambda d: _npz(d, "z.npz", x=np.zeros((5, 0))), "no empty axis"),
+        (lambda d: _npz(d, "c.npz", x=np.ones((5, 2)) * (1 + 1j)), "real numbers"),
+    ],
+)
+def test_bad_user_data_is_one_line(tmp_path, capsys, make, message):
+    p = make(tmp_path)
+    assert main(["train", "--data", str(p), "--out", str(tmp_path / "r"), "--steps", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
 
 
 def test_sampling_errors(tmp_path, capsys):
@@ -115,10 +151,14 @@ def test_sampling_errors(tmp_path, capsys):
         (["--steps", "3"], "trained with T=2"),
         (["--method", "dtm"], "is a 'artm' run, not a 'dtm' run"),
         (["--class", "1"], "has no classes"),
+        (["--n", "100000000000"], "--n must be between 1 and 1,000,000"),
+        (["--n", "0"], "--n must be between"),
     ]
     for extra, message in cases:
         assert main(["sample", "--run", str(run), "--out", str(tmp_path / "o.npz"), *extra]) == 2
         assert message in capsys.readouterr().err
+    assert main(["sample", "--run", str(run), "--out", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
     assert main(["train", "--resume", str(run), "--method", "fm"]) == 2
     assert "cannot resume with method='fm'" in capsys.readouterr().err
     assert main(["eval", "--run", str(tmp_path)]) == 2

@@ -69,8 +69,8 @@ def test_npz_points_and_images(tmp_path):
 @pytest.mark.parametrize(
     "arrays, message",
     [
-        ({"x": np.zeros((5,))}, "must be numeric"),
-        ({"x": np.zeros((2, 2, 2, 2, 2))}, "must be numeric"),
+        ({"x": np.zeros((5,))}, "must be real numbers"),
+        ({"x": np.zeros((2, 2, 2, 2, 2))}, "must be real numbers"),
         ({"z": np.zeros((5, 2))}, "no array named 'x'"),
         ({"x": np.zeros((5, 2)), "y": np.zeros((4,), int)}, "'y' must be"),
     ],

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+MAX_SAMPLES = 1_000_000  # drawn in one batch: 10^6 MNIST samples are ~3 GB
 
 
 def add_sampling_arguments(parser: argparse.ArgumentParser, n: int) -> None:
@@ -23,8 +26,14 @@ def open_for_sampling(args: argparse.Namespace):
     """(LoadedRun, SampleOptions) from the shared arguments."""
     import torch
 
+    from runkit.errors import UserError
     from transition_matching.runs import load_run, sample_options
 
+    if not 1 <= args.n <= MAX_SAMPLES:
+        raise UserError(f"--n must be between 1 and {MAX_SAMPLES:,}, got {args.n:,}")
+    out = getattr(args, "out", None)
+    if out is not None and Path(out).is_dir():
+        raise UserError(f"--out {out} is a folder; name the .npz file to write")
     torch.set_num_threads(2)
     loaded = load_run(args.run, method=args.method, ema=not args.raw_weights)
     opts = sample_options(
