@@ -189,7 +189,15 @@ def load_tokenizer(spec: str):
     elif spec in SMOLLM2_ALIASES:
         tok = AutoTokenizer.from_pretrained(smollm2_dir())
     else:
-        tok = AutoTokenizer.from_pretrained(resolve_folder(spec))
+        folder = resolve_folder(spec)
+        if (folder / "manifest.json").is_file():  # a checkpoint: its files are checked before any is read
+            from runkit.checkpoint import verify_checkpoint
+
+            verify_checkpoint(folder)
+        try:
+            tok = AutoTokenizer.from_pretrained(folder)
+        except (OSError, ValueError, TypeError, KeyError) as e:  # a damaged tokenizer.json of a plain folder
+            raise UserError(f"cannot load the tokenizer in {folder}: {str(e).splitlines()[0][:200]}") from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
@@ -225,8 +233,11 @@ def load_weights_checked(folder: Path):
         model, info = AutoModelForCausalLM.from_pretrained(
             folder, dtype=torch.float32, output_loading_info=True
         )
-    except (OSError, ValueError, RuntimeError) as e:
-        raise UserError(f"cannot load the model in {folder}: {str(e).splitlines()[0][:300]}") from None
+    except Exception as e:  # noqa: BLE001 - safetensors' own errors (a flipped header byte, an empty file) too
+        if isinstance(e, MemoryError):
+            raise
+        first = (str(e).splitlines() or [type(e).__name__])[0][:300]
+        raise UserError(f"cannot load the model in {folder}: {first}") from None
     tied = {"lm_head.weight"} if getattr(model.config, "tie_word_embeddings", False) else set()
     missing = sorted(set(info.get("missing_keys", [])) - tied)
     if missing:

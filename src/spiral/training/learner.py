@@ -384,8 +384,18 @@ class Learner:
         return {"optimizer": self.optimizer.state_dict(), "skipped_total": self.skipped_total}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore the optimizer state of a checkpoint."""
-        self.optimizer.load_state_dict(state["optimizer"])
+        """Restore the optimizer state of a checkpoint; a state that does not fit the parameters is one line
+        (it would otherwise fail in the middle of the first update)."""
+        opt = state["optimizer"]
+        saved = opt.get("state", {}) if isinstance(opt, dict) else {}
+        for i, p in enumerate(self.params):
+            for name, t in (saved.get(i) or saved.get(str(i)) or {}).items():
+                if isinstance(t, torch.Tensor) and t.dim() > 0 and t.shape != p.shape:
+                    raise UserError(
+                        f"the checkpoint's optimizer state {name} of parameter {i} has shape {tuple(t.shape)}, "
+                        f"the parameter {tuple(p.shape)}; the checkpoint does not belong to this model"
+                    )
+        self.optimizer.load_state_dict(opt)
         self.skipped_total = int(state.get("skipped_total", 0))
 
 

@@ -110,3 +110,49 @@ def test_an_unwritable_model_cache_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("SPIRAL_CACHE", str(blocker / "cache"))  # under a file: no folder can be made there
     with pytest.raises(UserError, match="set SPIRAL_CACHE to a writable folder"):
         _atomic_folder(blocker / "cache" / "model", lambda tmp: None)
+
+
+@pytest.mark.parametrize("damage", ["flip a header byte", "empty"])
+def test_a_damaged_plain_folder_without_a_manifest_is_one_line(tiny, tmp_path, damage):
+    model, tok = tiny
+    folder = _save(model, tok, tmp_path / "m")
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    if damage == "empty":
+        data = bytearray()
+    else:
+        data[3] ^= 0xFF  # the header's length: the file no longer parses
+    weights.write_bytes(bytes(data))
+    with pytest.raises(UserError, match="cannot load the model") as e:
+        load_model(str(folder), tok)
+    assert "\n" not in str(e.value)
+
+
+def test_a_checkpoints_tokenizer_is_verified_before_it_is_read(tiny, tmp_path):
+    from runkit.checkpoint import save_checkpoint
+    from spiral.model import load_tokenizer
+
+    model, tok = tiny
+
+    def extra(folder):
+        model.save_pretrained(folder)
+        tok.save_pretrained(folder)
+
+    ckpt = save_checkpoint(tmp_path / "ckpt", {"step": 1}, write_extra=extra)
+    (ckpt / "tokenizer.json").write_text((ckpt / "tokenizer.json").read_text()[:100])  # truncated
+    with pytest.raises(UserError, match="tokenizer.json does not match its hash"):
+        load_tokenizer(str(ckpt))
+
+
+def test_an_optimizer_state_of_the_wrong_shape_is_one_line(tiny):
+    from spiral.config import LearnerSettings
+    from spiral.model import add_lora
+    from spiral.training.learner import Learner
+
+    model, _ = tiny
+    learner = Learner(add_lora(model, 4, 8.0, 0.0, ["q_proj"]), LearnerSettings())
+    state = learner.state_dict()
+    state["optimizer"]["state"] = {0: {"step": torch.tensor(1.0), "exp_avg": torch.zeros(3, 3),
+                                       "exp_avg_sq": torch.zeros(3, 3)}}  # fmt: skip
+    with pytest.raises(UserError, match="optimizer state exp_avg of parameter 0 has shape"):
+        learner.load_state_dict(state)
