@@ -197,7 +197,9 @@ def load_tokenizer(spec: str):
         try:
             tok = AutoTokenizer.from_pretrained(folder)
         except (OSError, ValueError, TypeError, KeyError) as e:  # a damaged tokenizer.json of a plain folder
-            raise UserError(f"cannot load the tokenizer in {folder}: {str(e).splitlines()[0][:200]}") from None
+            raise UserError(
+                f"cannot load the tokenizer in {folder}: {str(e).splitlines()[0][:200]}"
+            ) from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"

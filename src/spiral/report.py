@@ -275,7 +275,12 @@ def exploitability_section(run: Path) -> str:
     rows = [r for r in _read_jsonl(path) if isinstance(r.get("probs"), dict)]
     if not rows:
         return ""
-    best = min(rows, key=lambda r: float(r.get("exploitability", math.inf)))
+
+    def value(r: dict) -> float:  # a number, or inf for anything else a foreign file may hold
+        v = r.get("exploitability")
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.inf
+
+    best = min(rows, key=value)
     shown = {"first": rows[0], "best": best, "last": rows[-1]}
     nash = nash_policy(0.0)
 

@@ -245,20 +245,23 @@ def jsonl_suite(path: str) -> Suite:
         raise UserError(f"suite file {p} does not exist (jsonl:PATH needs a file of JSON lines)")
     items: list[Item] = []
     seen: set[str] = set()
-    with p.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{p}:{lineno}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
-            item = _jsonl_item(record, where, p.stem, len(items))
-            if item.id in seen:
-                raise UserError(f"{where}: duplicate item id {item.id!r}; ids must be unique within a file")
-            seen.add(item.id)
-            items.append(item)
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise UserError(f"suite file {p} is not UTF-8 text (jsonl:PATH needs a file of JSON lines)") from None
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{p}:{lineno}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
+        item = _jsonl_item(record, where, p.stem, len(items))
+        if item.id in seen:
+            raise UserError(f"{where}: duplicate item id {item.id!r}; ids must be unique within a file")
+        seen.add(item.id)
+        items.append(item)
     if not items:
         raise UserError(f"suite file {p} holds no records")
     pool: dict[str, list[Item]] = {}

@@ -272,3 +272,18 @@ def test_phase_markdown_shows_draw_and_loss_rates_with_their_intervals(tmp_path)
     row = next(line for line in phases_markdown(run).splitlines() if line.startswith("| after self-play"))
     assert row == ("| after self-play | 7 | TicTacToe-v0 vs optimal | 1 | 10 | 0.100 [0.010, 0.400] | "
                    "0.600 [0.300, 0.850] | 0.300 [0.100, 0.600] | 0.000 [0.000, 0.300] | -0.200 [-0.500, 0.100] |")  # fmt: skip
+
+
+def test_foreign_values_in_readouts_and_leagues_do_not_break_the_report(tmp_path):
+    """A string exploitability in eval/exploitability.jsonl and a string `config` in a league.json."""
+    run = tmp_path / "run"
+    (run / "eval" / "league").mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    probs = {"J": 0.1}
+    (run / "eval" / "exploitability.jsonl").write_text(
+        json.dumps({"step": 0, "exploitability": "abc", "probs": probs}) + "\n"
+        + json.dumps({"step": 5, "exploitability": 0.3, "probs": probs}) + "\n"
+    )  # fmt: skip
+    (run / "eval" / "league" / "league.json").write_text(json.dumps({"config": "x", "games": {"G": {}}}))
+    page = build_report(run).read_text()
+    assert "cannot be read" in page and "0.30" in page

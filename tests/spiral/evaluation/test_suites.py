@@ -168,3 +168,14 @@ def test_bad_suite_names_and_options():
         build_suite("math-procedural", n_per_task=1, tasks=["gcd"], limit=0)
     with pytest.raises(UserError, match="procedural suites only"):
         build_suite("champ", tasks=["gcd"])
+
+
+def test_a_binary_jsonl_suite_is_one_line(tmp_path):
+    from runkit.errors import UserError
+    from spiral.evaluation.suites import jsonl_suite
+
+    p = tmp_path / "bin.jsonl"
+    p.write_bytes(b"\xff\xfe\x00\x01 not text\n")
+    with pytest.raises(UserError, match="is not UTF-8 text") as e:
+        jsonl_suite(str(p))
+    assert "\n" not in str(e.value)

@@ -165,7 +165,7 @@ def league_sections(run: Path) -> str:
     for folder in found:
         try:
             body = league_html(folder)
-        except (ValueError, KeyError, TypeError) as e:  # a torn or foreign league.json
+        except (ValueError, KeyError, TypeError, AttributeError) as e:  # a torn or foreign league.json
             body = f"<p><em>{html.escape(str(folder / 'league.json'))} cannot be read ({html.escape(str(e)[:120])})</em></p>"
         parts.append(
             f"<h3>{html.escape(str(folder.relative_to(run)) if folder != run else folder.name)}</h3>{body}"
