@@ -107,3 +107,15 @@ def test_a_binary_or_deeply_nested_preset_is_one_line(tmp_path, capsys, content)
     assert tm_main(["train", "--preset", str(preset), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all("preset" in line for line in err)
+
+
+def test_a_response_budget_past_the_models_positions_is_refused_before_loading(tmp_path, capsys):
+    from spiral.cli import main
+
+    out = tmp_path / "run"
+    assert (
+        main(["train", "--preset", "tiny-test", "--set", "rollout.max_new_tokens=4000", "--out", str(out)])
+        == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "4096 positions" in err and not out.exists()

@@ -12,7 +12,7 @@ from runkit.errors import UserError
 from spiral.agents.lm import LMPolicy, build_policy
 from spiral.config import Settings
 from spiral.generation.base import Sampling
-from spiral.model import SMOLLM2_ALIASES, resolve_folder, resolve_gen_dtype
+from spiral.model import SMOLLM2_ALIASES, cache_dir, resolve_folder, resolve_gen_dtype
 from spiral.training.rollout import RolloutCollector
 
 
@@ -42,6 +42,31 @@ def check_settings(s: Settings) -> None:
     name = s.model.name
     if not (name in SMOLLM2_ALIASES or name == "tiny" or name.startswith("tiny:")):
         resolve_folder(name)
+    limit = model_positions(name)
+    if limit is not None and s.rollout.max_new_tokens + MIN_PROMPT > limit:
+        raise UserError(
+            f"rollout.max_new_tokens = {s.rollout.max_new_tokens} leaves fewer than {MIN_PROMPT} of the model's "
+            f"{limit} positions for the prompt; lower it"
+        )
+
+
+MIN_PROMPT = 256  # tokens a game prompt needs at least (Kuhn's compact prompt: 256-263)
+
+
+def model_positions(name: str) -> int | None:
+    """The model's position limit read from its config alone (no weights loaded); None when unknown."""
+    import json
+
+    if name == "tiny" or name.startswith("tiny:"):
+        return 4096  # spiral.model.tiny_model
+    folder = cache_dir() / "smollm2-135m-instruct" if name in SMOLLM2_ALIASES else resolve_folder(name)
+    try:
+        value = json.loads((folder / "config.json").read_text(encoding="utf-8")).get(
+            "max_position_embeddings"
+        )
+    except (OSError, ValueError, AttributeError):
+        return 8192 if name in SMOLLM2_ALIASES else None  # SmolLM2-135M's, before its first conversion
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def make_policy(s: Settings, model, tokenizer, seed: int) -> LMPolicy:

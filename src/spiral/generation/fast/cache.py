@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from runkit.errors import UserError
 from spiral.generation.prefix import plan_prefixes
 
 
@@ -112,7 +113,10 @@ class KVCaches:
         """Prompts (grouped rows adjacent) into a fresh cache: (last-token logits, cache, next positions, slot)."""
         B, f = len(prompts), self.forward
         if max(len(p) for p in prompts) + max_new > f.max_positions:
-            raise ValueError(f"prompt + max_new_tokens exceeds the model's {f.max_positions} positions")
+            raise UserError(
+                f"a prompt of {max(len(p) for p in prompts)} tokens + rollout.max_new_tokens {max_new} exceeds the "
+                f"model's {f.max_positions} positions; lower rollout.max_new_tokens"
+            )
         groups, group_of, cut = plan_prefixes(prompts) if self.share_prefix else ([[]], [0] * B, [0] * B)
         prefix = None
         if max(len(g) for g in groups) > 0:
