@@ -231,6 +231,10 @@ def load_weights_checked(folder: Path):
         pickled = sorted(p.name for p in folder.glob("*.bin")) + sorted(p.name for p in folder.glob("*.pt"))
         what = f"only pickled weights ({', '.join(pickled)})" if pickled else "no model.safetensors"
         raise UserError(f"{folder} holds {what}; spiral loads safetensors only (nothing is unpickled)")
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity(hf_logging.CRITICAL)  # its multi-line load report would precede our one line
     try:
         model, info = AutoModelForCausalLM.from_pretrained(
             folder, dtype=torch.float32, output_loading_info=True
@@ -239,7 +243,11 @@ def load_weights_checked(folder: Path):
         if isinstance(e, MemoryError):
             raise
         first = (str(e).splitlines() or [type(e).__name__])[0][:300]
+        if "mismatched_sizes" in first:
+            first = "a tensor's shape does not fit the model's (another model's weights, or damaged)"
         raise UserError(f"cannot load the model in {folder}: {first}") from None
+    finally:
+        hf_logging.set_verbosity(level)
     tied = {"lm_head.weight"} if getattr(model.config, "tie_word_embeddings", False) else set()
     missing = sorted(set(info.get("missing_keys", [])) - tied)
     if missing:

@@ -62,7 +62,8 @@ def training_seconds(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 def _md(value: Any) -> str:
     """A value from a file as one Markdown table cell: pipes escaped, line breaks flattened."""
-    return " ".join(str(value).split()).replace("|", "\\|")
+    text = " ".join(str(value).split()).replace("|", "\\|")
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")  # no raw HTML from run files
 
 
 def phases_markdown(run_dir: str | Path) -> str:

@@ -39,3 +39,15 @@ def test_report_is_valid_html_with_png(tmp_path):
     p = P()
     p.feed(out.read_text())
     assert len(p.imgs) == 1 and p.imgs[0].startswith("data:image/png;base64,iVBOR")
+
+
+def test_the_out_of_memory_line_speaks_of_the_programs_own_knobs(capsys):
+    from runkit.errors import run_cli
+
+    def oom():
+        raise MemoryError
+
+    assert run_cli(oom, "tm") == 3
+    err = capsys.readouterr().err
+    assert "concurrent games" not in err and "--batch-size" in err
+    assert run_cli(oom, "spiral") == 3 and "concurrent games" in capsys.readouterr().err

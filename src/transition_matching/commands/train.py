@@ -13,7 +13,10 @@ RESUME_OVERRIDES = ("steps", "ckpt_every", "keep_ckpts", "log_every", "threads")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from transition_matching.config import add_config_arguments
 
-    parser.add_argument("--preset", help="a preset name under configs/tm/ (e.g. dtm-2d) or a .toml path")
+    parser.add_argument(
+        "--preset",
+        help="a preset name under configs/tm/ (e.g. dtm-2d) or a path to any .toml file (read wherever it is)",
+    )
     parser.add_argument("--out", help="run folder [runs/tm/METHOD-DATA]")
     parser.add_argument(
         "--force",

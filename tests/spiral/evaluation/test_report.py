@@ -253,9 +253,10 @@ def test_phase_markdown_escapes_pipes_from_files(tmp_path):
     block = {"games": 2, "win_rate": 0.5, "win_ci": [0.1, 0.9], "invalid_rate": 0.0, "invalid_ci": [0, 0.5],
              "mean_reward": 0.0}  # fmt: skip
     (run / "eval" / "0_base" / "summary.json").write_text(json.dumps(
-        {"kind": "games", "step": "1|2", "results": {"Kuhn | evil\nline": {"all": block}}}))  # fmt: skip
+        {"kind": "games", "step": "1|2", "results": {"Kuhn | evil\nline <script>": {"all": block}}}))  # fmt: skip
     row = next(line for line in phases_markdown(run).splitlines() if line.startswith("| base"))
-    assert row.count(" | ") == 9 and "Kuhn \\| evil line" in row and "1\\|2" in row
+    assert row.count(" | ") == 9 and "Kuhn \\| evil line &lt;script&gt;" in row and "1\\|2" in row
+    assert "<script>" not in phases_markdown(run)
     assert row.endswith("| - | - | 0.000 [0.000, 0.500] | 0.000 |")  # no draw / loss rates recorded: '-'
 
 

@@ -156,3 +156,19 @@ def test_an_optimizer_state_of_the_wrong_shape_is_one_line(tiny):
                                        "exp_avg_sq": torch.zeros(3, 3)}}  # fmt: skip
     with pytest.raises(UserError, match="optimizer state exp_avg of parameter 0 has shape"):
         learner.load_state_dict(state)
+
+
+def test_a_wrong_shaped_weight_is_one_line_without_the_load_report(tiny, tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    model, tok = tiny
+    folder = _save(model, tok, tmp_path / "m")
+    weights = load_file(str(folder / "model.safetensors"))
+    key = next(k for k in weights if "q_proj" in k)
+    weights[key] = torch.zeros(3, 3)
+    save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    capsys.readouterr()
+    with pytest.raises(UserError, match="shape does not fit"):
+        load_model(str(folder), tok)
+    out = capsys.readouterr()
+    assert "LOAD REPORT" not in out.out + out.err and "MISMATCH" not in out.out + out.err
