@@ -119,3 +119,33 @@ def test_a_response_budget_past_the_models_positions_is_refused_before_loading(t
     )
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "4096 positions" in err and not out.exists()
+
+
+def _league_options():
+    import argparse
+
+    from spiral.evaluation.league.cli import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return [a for a in parser._actions if a.option_strings and a.dest not in ("help", "json")]
+
+
+@pytest.mark.parametrize("action", _league_options(), ids=lambda a: a.dest)
+def test_every_league_option_accepts_or_refuses_in_one_line(action, tmp_path, capsys):
+    """Each option of `spiral eval league` with each bad value: settled before any game (resolve) with exit 2
+    and one line, or accepted."""
+    from runkit.cli import OneLineParser
+    from spiral.evaluation.league.cli import add_arguments, resolve
+
+    parser = OneLineParser(prog="spiral eval league")
+    add_arguments(parser)
+    base = ["--players", "random,optimal", "--games", "KuhnPoker-v2", "--n", "2", "--chunk", "2"]
+    for raw in BAD:
+        argv = [*base, action.option_strings[0], raw]
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as e:
+            assert e.code == 2 and len(capsys.readouterr().err.strip().splitlines()) == 1
+            continue
+        _one_line_or_fine(lambda args=args: resolve(args))

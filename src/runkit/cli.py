@@ -20,9 +20,17 @@ class Command:
     help: str
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with the project's error convention: a bad option is one line on stderr and exit 2 (argparse
+    prints the whole usage block first); `--help` still prints the full usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser(prog: str, description: str, commands: list[Command]) -> argparse.ArgumentParser:
     """Build the top-level parser; each subparser is filled by its module's add_arguments."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = OneLineParser(prog=prog, description=description)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     for cmd in commands:
         if importlib.util.find_spec(cmd.module) is None:  # a command whose module is not built yet

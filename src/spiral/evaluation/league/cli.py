@@ -115,12 +115,38 @@ def _options(items: list[str]) -> dict[str, dict]:
     return out
 
 
+# (option, lowest, highest) of the numeric options; None: unbounded on that side
+BOUNDS = (("n", 1, None), ("budget", 1, None), ("chunk", 2, None), ("seed", 0, 2**63 - 1),
+          ("max_checkpoints", 0, None), ("tau", 0.0, None), ("temperature", 0.0, None), ("top_p", 1e-9, 1.0),
+          ("max_new_tokens", 1, 100_000), ("batch_size", 1, None), ("max_loaded", 1, None), ("threads", 1, None))  # fmt: skip
+
+
+def check_numbers(args: argparse.Namespace) -> None:
+    """Every numeric option finite and within its bounds, or one line naming it."""
+    import math
+
+    from runkit.settings import MAX_TEXT
+
+    texts = [args.players, args.games or "", args.out or "", *args.player, *args.run, *args.game_option]
+    if any(len(t) > MAX_TEXT for t in texts):
+        raise UserError(f"an option's text is longer than {MAX_TEXT:,} characters")
+    for name, low, high in BOUNDS:
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if not math.isfinite(value) or value < low or (high is not None and value > high):
+            span = f">= {low}" if high is None else f"in [{low}, {high}]"
+            raise UserError(f"{flag} must be a finite number {span}, got {value}")
+
+
 def resolve(args: argparse.Namespace) -> tuple[list[Player], LeagueConfig, Path]:
     """Players, league settings and folder from the command line (one-line errors for bad input)."""
     from spiral.agents import make_agent
     from spiral.games import make
     from spiral.model import resolve_gen_dtype
 
+    check_numbers(args)
     specs = [s for s in args.players.split(",") if s.strip()] + list(args.player)
     players = [parse_player(s) for s in specs]
     for run in args.run:
