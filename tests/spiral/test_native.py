@@ -58,8 +58,8 @@ def test_kernels_build_and_the_engine_uses_them():
     assert FastGenerator(sharp_llama(), [EOS], PAD, torch.float32).kernels is not None
     bf16 = FastGenerator(sharp_llama(), [EOS], PAD, torch.bfloat16)
     assert bf16.kernels is not None
-    # with AVX512-BF16 the bf16 weights are packed for the native matmul, else for oneDNN or left plain
-    assert isinstance(bf16.layers[0].wgu, native.PackedLinear) == kernels.has_gemm
+    # with AVX512-BF16 and no AMX the bf16 weights are packed for the native matmul, else for oneDNN or left plain
+    assert isinstance(bf16.layers[0].wgu, native.PackedLinear) == (kernels.has_gemm and native.gemm_wanted())
     assert FastGenerator(sharp_llama(), [EOS], PAD, torch.float32, native=False).kernels is None
 
 
@@ -193,7 +193,8 @@ def test_amx_cpus_and_spiral_native_gemm_0_keep_onednn_matmuls(monkeypatch):
     kernels = require_kernels()
     if not kernels.has_gemm:
         pytest.skip("this build has no AVX512-BF16: bf16 matmuls stay with oneDNN anyway")
-    assert native.gemm_wanted()  # this machine: AVX512-BF16, no AMX
+    amx = "amx_bf16" in native._cpu_flags().split()
+    assert native.gemm_wanted() == (not amx)  # AMX machines keep oneDNN's tile matmuls
 
     def packs_natively() -> bool:
         gen = FastGenerator(sharp_llama(), [EOS], PAD, torch.bfloat16)
@@ -201,7 +202,9 @@ def test_amx_cpus_and_spiral_native_gemm_0_keep_onednn_matmuls(monkeypatch):
         assert gen.native_gemm == isinstance(gen.layers[0].wgu, native.PackedLinear)
         return gen.native_gemm
 
-    assert packs_natively()
+    assert packs_natively() == (not amx)
+    monkeypatch.setattr(native, "_cpu_flags", lambda: "flags : fpu avx512f avx512_bf16")  # as if without AMX
+    assert native.gemm_wanted() and packs_natively()
     monkeypatch.setattr(native, "_cpu_flags", lambda: "flags : fpu avx512f avx512_bf16 amx_bf16 amx_tile")
     assert not native.gemm_wanted() and not packs_natively()
     monkeypatch.undo()
