@@ -134,3 +134,10 @@ def test_environment_entries_and_their_errors(monkeypatch):
     monkeypatch.setenv("SPIRAL_API_HOSTS", "http://[::1")
     with pytest.raises(UserError, match="malformed"):
         endpoints.from_environment()
+
+
+def test_a_malformed_api_url_on_the_command_line_is_one_line(tmp_path, capsys):
+    rc = main(["eval", "league", "--players", "random,api:m@http://[::1/v1", "--games", "KuhnPoker-v2",
+               "--out", str(tmp_path / "league")])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "malformed API URL" in err and len(err.splitlines()) == 1
