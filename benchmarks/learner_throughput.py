@@ -213,8 +213,10 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--workloads", nargs="+", choices=WORKLOADS, default=list(WORKLOADS))
     parser.add_argument(
-        "--profile", action="store_true", help="also profile one update per path and workload"
+        "--profile", action="store_true", help="also profile one update (old and frozen-bf16)"
     )
+    parser.add_argument("--turns", nargs=3, type=int, default=[512, 96, 32], metavar=("KUHN", "TTT", "FREE"),
+                        help="turns of each workload (the presets' steps: 512 Kuhn, ~90 TicTacToe)")  # fmt: skip
     parser.add_argument("--out", default="docs/results/learner_throughput.md")
     args = parser.parse_args()
     torch.manual_seed(0)
