@@ -158,7 +158,7 @@ def count_flops(learner: Learner, ref, turns: list[Turn], path: str) -> float:
     return float(counter.get_total_flops())
 
 
-CATEGORIES = ("bf16 frozen matmuls", "fp32 frozen matmuls", "LoRA matmuls", "output layer + log-softmax",
+CATEGORIES = ("frozen-weight matmuls", "LoRA matmuls", "output layer + log-softmax",
               "attention", "casts and copies", "element-wise", "other")  # fmt: skip
 
 
@@ -169,7 +169,7 @@ def _category(name: str, shapes) -> str:
             return "output layer + log-softmax"
         if 16 in dims:
             return "LoRA matmuls"
-        return "fp32 frozen matmuls"
+        return "frozen-weight matmuls"  # fp32 or bf16: the profiler's events do not say which
     if "log_softmax" in name:
         return "output layer + log-softmax"
     if "scaled_dot_product" in name:
@@ -195,15 +195,6 @@ def profile(learner: Learner, ref, turns: list[Turn], path: str) -> dict[str, fl
     out = dict.fromkeys(CATEGORIES, 0.0)
     for ev in prof.key_averages(group_by_input_shape=True):
         cat = _category(ev.key, ev.input_shapes)
-        if (
-            cat == "fp32 frozen matmuls"
-            and path == "frozen-bf16"
-            and any(
-                "BFloat16" in str(t)
-                for t in (getattr(ev, "input_types", None) or [])  # noqa: SIM110
-            )
-        ):
-            cat = "bf16 frozen matmuls"
         out[cat] += ev.self_cpu_time_total / 1e6
     return out
 
