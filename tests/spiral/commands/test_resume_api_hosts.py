@@ -16,20 +16,9 @@ HOST = "127.0.0.1:9"
 SPEC = f"api:m@http://{HOST}/v1"
 
 
-def test_resume_refuses_a_host_named_only_by_the_run_folder(tmp_path, capsys, monkeypatch):
+def test_resume_refuses_a_host_named_only_by_the_run_folder(tiny_run, capsys, monkeypatch):
     monkeypatch.delenv("SPIRAL_API_HOSTS", raising=False)
-    run = tmp_path / "run"
-    args = [
-        "--preset",
-        "tiny-test",
-        "--threads",
-        "1",
-        "--set",
-        "run.plots=false",
-        "--set",
-        "eval.at_start=false",
-    ]
-    assert main(["train", *args, "--opponent", SPEC, "--steps", "0", "--out", str(run)]) == 0
+    run = tiny_run(0, "--opponent", SPEC)
     capsys.readouterr()
     assert main(["train", "--resume", str(run), "--steps", "1"]) == 2
     err = capsys.readouterr().err
@@ -75,22 +64,11 @@ def test_every_setting_that_names_an_agent_is_checked(override, monkeypatch):
         endpoints.check(s, [])
 
 
-def test_a_pool_agent_planted_in_a_run_folder_stops_the_resume(tmp_path, capsys, monkeypatch):
+def test_a_pool_agent_planted_in_a_run_folder_stops_the_resume(tiny_run, capsys, monkeypatch):
     import json
 
     monkeypatch.delenv("SPIRAL_API_HOSTS", raising=False)
-    run = tmp_path / "run"
-    args = [
-        "--preset",
-        "tiny-test",
-        "--threads",
-        "1",
-        "--set",
-        "run.plots=false",
-        "--set",
-        "eval.at_start=false",
-    ]
-    assert main(["train", *args, "--steps", "0", "--out", str(run)]) == 0
+    run = tiny_run(0)
     cfg = json.loads((run / "config.json").read_text())
     cfg["rollout"]["pool_agents"] = ["api:m@http://127.0.0.1:18082/v1"]
     (run / "config.json").write_text(json.dumps(cfg))
