@@ -17,6 +17,7 @@ share its cache: a prefix tree of seat prefix -> state tail -> candidate moves.
 
 from __future__ import annotations
 
+import itertools
 from contextlib import nullcontext
 
 import torch
@@ -24,9 +25,8 @@ import torch
 from spiral.generation.prefix import forward_shared_prefixes
 from spiral.prompting import normalize_action
 
-SHARE_CANDIDATE_PREFIXES = (
-    True  # lay candidates out as their prefix tree (False: each on its own; benchmarks)
-)
+# lay candidates out as their prefix tree (False: each on its own, the layout before; benchmarks compare them)
+SHARE_CANDIDATE_PREFIXES = True
 
 
 def candidate_text(move: str) -> str:
@@ -91,11 +91,7 @@ def score_candidates(
                 if parent >= 0:
                     tree[b, j] |= tree[b, parent]
                     depth[b, j] = depth[b, parent] + 1
-        past = mask.bool()[:, None, :].expand(B, Q, mask.shape[1])  # every query sees its prompt
-        allowed = torch.cat([past, tree], dim=-1)[:, None]  # (B, 1, Q, cache + Q)
-        if getattr(model.config, "_attn_implementation", "sdpa") == "eager":
-            dtype = next(model.parameters()).dtype
-            allowed = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
+        allowed = tree_mask(model, mask, tree)
         pos = torch.tensor([len(p) for p in prompts])[:, None] + depth
         step = model(input_ids=ids, attention_mask=allowed, position_ids=pos, cache=cache, use_cache=True)
         logits = step.logits.float()  # (B, Q, V)
@@ -103,9 +99,9 @@ def score_candidates(
             logits = logits / temperature
         logp = torch.log_softmax(logits, dim=-1)
         # one gather for every (row, node, target) step (a per-row index would zero a full-size gradient per row)
-        rows, nodes, targets, slots, first = [], [], [], [], []
+        first = [0, *itertools.accumulate(len(c) for c in candidates)]  # each row's first slot in `sums`
+        rows, nodes, targets, slots = [], [], [], []
         for b, (_, _, steps) in enumerate(tries):
-            first.append(len(first) and first[-1] + len(candidates[b - 1]))
             for node, target, k in steps:
                 rows.append(b)
                 nodes.append(node)
@@ -113,11 +109,22 @@ def score_candidates(
                 slots.append(first[b] + k)
         if rows:
             picked = logp[torch.tensor(rows), torch.tensor(nodes), torch.tensor(targets)]
-            total = sum(len(c) for c in candidates)
-            sums = torch.zeros(total, dtype=logp.dtype).index_add(0, torch.tensor(slots), picked)
+            sums = torch.zeros(first[-1], dtype=logp.dtype).index_add(0, torch.tensor(slots), picked)
             for b, cands in enumerate(candidates):
                 scores[b] = scores[b] + sums[first[b] : first[b] + len(cands)]
     return scores
+
+
+def tree_mask(model, prompt_mask: torch.Tensor, tail: torch.Tensor) -> torch.Tensor:
+    """The attention mask (B, 1, Q, cache + Q) of Q queries on a prompt cache: each sees its row's prompt
+    (`prompt_mask`, (B, cache)) and the queries `tail` (B, Q, Q) allows; boolean for SDPA, additive for eager."""
+    B, Q = tail.shape[:2]
+    past = prompt_mask.bool()[:, None, :].expand(B, Q, prompt_mask.shape[1])
+    allowed = torch.cat([past, tail], dim=-1)[:, None]
+    if getattr(model.config, "_attn_implementation", "sdpa") == "eager":
+        dtype = next(model.parameters()).dtype
+        allowed = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
+    return allowed
 
 
 def candidate_trie(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from spiral.generation.actions import candidate_trie
+from spiral.generation.actions import candidate_trie, tree_mask
 from spiral.generation.prefix import forward_shared_prefixes
 
 
@@ -77,11 +77,7 @@ def score_thoughts(
     if Q == 0:  # no thought and one-token candidates: the prompt's logits say everything
         logp = first[:, None, :]
     else:
-        past = mask.bool()[:, None, :].expand(R, Q, mask.shape[1])
-        allowed = torch.cat([past, tail], dim=-1)[:, None]  # (R, 1, Q, cache + Q)
-        if getattr(model.config, "_attn_implementation", "sdpa") == "eager":
-            dtype = next(model.parameters()).dtype
-            allowed = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
+        allowed = tree_mask(model, mask, tail)
         step = model(input_ids=ids, attention_mask=allowed, position_ids=pos, cache=cache, use_cache=True)
         logp = _logp(step.logits, temperature)  # (R, Q, V)
     r_, q_, t_, k_ = (torch.tensor(x) for x in zip(*picks, strict=True))

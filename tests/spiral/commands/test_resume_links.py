@@ -7,21 +7,10 @@ import os
 from spiral.cli import main
 
 
-def test_resume_refuses_a_run_folder_with_a_planted_link(tmp_path, capsys):
+def test_resume_refuses_a_run_folder_with_a_planted_link(tmp_path, tiny_run, capsys):
     victim = tmp_path / "victim.txt"
     victim.write_text("precious\n")
-    run = tmp_path / "run"
-    args = [
-        "--preset",
-        "tiny-test",
-        "--threads",
-        "1",
-        "--set",
-        "run.plots=false",
-        "--set",
-        "eval.at_start=false",
-    ]
-    assert main(["train", *args, "--steps", "1", "--out", str(run)]) == 0
+    run = tiny_run(1)
     (run / "transcripts").mkdir(exist_ok=True)
     (run / "transcripts" / "selfplay.jsonl").unlink(missing_ok=True)
     os.symlink(victim, run / "transcripts" / "selfplay.jsonl")

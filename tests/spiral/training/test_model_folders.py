@@ -8,18 +8,6 @@ import torch
 from runkit.errors import UserError
 from spiral.model import load_model
 
-# a seconds-long tiny run whose checkpoints the tests below damage
-TINY_RUN = [
-    "--preset",
-    "tiny-test",
-    "--threads",
-    "1",
-    "--set",
-    "run.plots=false",
-    "--set",
-    "eval.at_start=false",
-]
-
 
 def _save(model, tok, folder, **kw):
     model.save_pretrained(folder, **kw)
@@ -57,11 +45,10 @@ def test_missing_tensors_are_refused(tiny, tmp_path):
 
 
 @pytest.mark.slow
-def test_eval_games_refuses_a_checkpoint_with_a_flipped_byte(tmp_path, capsys):
+def test_eval_games_refuses_a_checkpoint_with_a_flipped_byte(tiny_run, capsys):
     from spiral.cli import main
 
-    run = tmp_path / "run"
-    assert main(["train", *TINY_RUN, "--steps", "1", "--out", str(run)]) == 0
+    run = tiny_run(1)  # a seconds-long tiny run whose checkpoint this test damages
     weights = sorted((run / "checkpoints").glob("step_*/model.safetensors"))[-1]  # the one --model RUN loads
     data = bytearray(weights.read_bytes())
     data[-10] ^= 0xFF
@@ -77,14 +64,13 @@ def test_eval_games_refuses_a_checkpoint_with_a_flipped_byte(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("edit", "message"), [("drop learner", "has no 'learner'"), ("text step", "'step' is 'abc'")]
 )
-def test_resume_of_a_damaged_state_is_one_line(tmp_path, capsys, edit, message):
+def test_resume_of_a_damaged_state_is_one_line(tiny_run, capsys, edit, message):
     import hashlib
     import json
 
     from spiral.cli import main
 
-    run = tmp_path / "run"
-    assert main(["train", *TINY_RUN, "--steps", "1", "--out", str(run)]) == 0
+    run = tiny_run(1)
     ckpt = sorted((run / "checkpoints").glob("step_*"))[-1]
     state = json.loads((ckpt / "state.json").read_text())
     pairs = state["__dict__"]  # the checkpoint skeleton: a dict is a list of [key, value] pairs

@@ -145,16 +145,13 @@ def enable(model: nn.Module) -> int:
     place); returns how many frozen linear layers there are.
 
     Modules whose weight requires grad are converted too but keep the plain path until they are frozen."""
-    n = 0
     lora = _lora_class()
     for module in model.modules():
         if type(module) is nn.Linear:
             module.__class__ = FrozenLinear
         if lora is not None and type(module) is lora[0]:
             module.__class__ = lora[1]
-        if isinstance(module, FrozenLinear) and not module.weight.requires_grad:
-            n += 1
-    return n
+    return count(model)
 
 
 def disable(model: nn.Module) -> None:

@@ -1,4 +1,4 @@
-"""Helpers of the command tests: a seconds-long tiny run to resume, damage or plant things in."""
+"""Shared fixture of the spiral tests: a seconds-long tiny run to resume, damage or plant things in."""
 
 from __future__ import annotations
 
