@@ -12,7 +12,7 @@ from runkit.errors import UserError
 from spiral.agents.lm import LMPolicy, build_policy
 from spiral.config import Settings
 from spiral.generation.base import Sampling
-from spiral.model import SMOLLM2_ALIASES, cache_dir, resolve_folder, resolve_gen_dtype
+from spiral.model import SMOLLM2, SMOLLM2_ALIASES, cache_dir, resolve_folder, resolve_gen_dtype
 from spiral.training.rollout import RolloutCollector
 
 
@@ -59,7 +59,7 @@ def model_positions(name: str) -> int | None:
 
     if name == "tiny" or name.startswith("tiny:"):
         return 4096  # spiral.model.tiny_model
-    folder = cache_dir() / "smollm2-135m-instruct" if name in SMOLLM2_ALIASES else resolve_folder(name)
+    folder = cache_dir() / SMOLLM2 if name in SMOLLM2_ALIASES else resolve_folder(name)
     try:
         value = json.loads((folder / "config.json").read_text(encoding="utf-8")).get(
             "max_position_embeddings"
