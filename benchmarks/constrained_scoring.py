@@ -132,7 +132,7 @@ def run(fn, model, prompts, cands, grad: bool, budget: int) -> tuple[float, list
 
 def bf16_probe(args, model, prompts, cands) -> int:
     """Print the tree method's seconds in fp32 and under bf16 autocast (interleaved), with the score difference."""
-    from spiral.generation.actions import autocast_for
+    from spiral.device import autocast_for
 
     print("| pass | fp32 (s) | bf16 autocast (s) | fp32 / bf16 | max abs score difference |")
     for grad in (False, True):

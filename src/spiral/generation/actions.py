@@ -18,10 +18,10 @@ share its cache: a prefix tree of seat prefix -> state tail -> candidate moves.
 from __future__ import annotations
 
 import itertools
-from contextlib import nullcontext
 
 import torch
 
+from spiral.device import autocast_for, device_of
 from spiral.generation.prefix import forward_shared_prefixes
 from spiral.prompting import normalize_action
 
@@ -69,12 +69,15 @@ def score_candidates(
     if not prompts:
         return []
     out, mask, cache = forward_shared_prefixes(model, prompts)
+    dev = mask.device
     first = out.logits[:, -1, :].float()  # (B, V): predicts every candidate's first token
     if temperature > 0 and temperature != 1.0:
         first = first / temperature
     first_logp = torch.log_softmax(first, dim=-1)
     B = len(prompts)
-    scores = [first_logp[b, torch.tensor([c[0] for c in cands])] for b, cands in enumerate(candidates)]
+    scores = [
+        first_logp[b, torch.tensor([c[0] for c in cands], device=dev)] for b, cands in enumerate(candidates)
+    ]
     tries = [candidate_trie(cands, SHARE_CANDIDATE_PREFIXES) for cands in candidates]
     Q = max(len(t[0]) for t in tries)
     if Q > 0:
@@ -91,8 +94,9 @@ def score_candidates(
                 if parent >= 0:
                     tree[b, j] |= tree[b, parent]
                     depth[b, j] = depth[b, parent] + 1
+        ids, depth, tree = ids.to(dev), depth.to(dev), tree.to(dev)
         allowed = tree_mask(model, mask, tree)
-        pos = torch.tensor([len(p) for p in prompts])[:, None] + depth
+        pos = torch.tensor([len(p) for p in prompts], device=dev)[:, None] + depth
         step = model(input_ids=ids, attention_mask=allowed, position_ids=pos, cache=cache, use_cache=True)
         logits = step.logits.float()  # (B, Q, V)
         if temperature > 0 and temperature != 1.0:
@@ -108,8 +112,9 @@ def score_candidates(
                 targets.append(target)
                 slots.append(first[b] + k)
         if rows:
-            picked = logp[torch.tensor(rows), torch.tensor(nodes), torch.tensor(targets)]
-            sums = torch.zeros(first[-1], dtype=logp.dtype).index_add(0, torch.tensor(slots), picked)
+            at = torch.tensor([rows, nodes, targets, slots], device=dev)
+            picked = logp[at[0], at[1], at[2]]
+            sums = torch.zeros(first[-1], dtype=logp.dtype, device=dev).index_add(0, at[3], picked)
             for b, cands in enumerate(candidates):
                 scores[b] = scores[b] + sums[first[b] : first[b] + len(cands)]
     return scores
@@ -123,7 +128,9 @@ def tree_mask(model, prompt_mask: torch.Tensor, tail: torch.Tensor) -> torch.Ten
     allowed = torch.cat([past, tail], dim=-1)[:, None]
     if getattr(model.config, "_attn_implementation", "sdpa") == "eager":
         dtype = next(model.parameters()).dtype
-        allowed = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
+        allowed = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
+            ~allowed, torch.finfo(dtype).min
+        )
     return allowed
 
 
@@ -157,11 +164,6 @@ def move_distribution(scores: torch.Tensor) -> tuple[torch.Tensor, float]:
     return torch.log_softmax(scores, dim=-1), float(scores.detach().exp().sum())
 
 
-def autocast_for(dtype: str):
-    """bf16 autocast on the CPU for dtype 'bf16', else nothing."""
-    return torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bf16" else nullcontext()
-
-
 class MoveSampler:
     """Constrained decoding for the live policy model: the `generator` of a ConstrainedPolicy.
 
@@ -191,11 +193,11 @@ class MoveSampler:
         try:
             out: list[torch.Tensor | None] = [None] * len(prompts)
             for chunk in token_chunks(prompts, self.chunk_tokens):  # chunks hold prompts in sorted order
-                with autocast_for(self.dtype):
+                with autocast_for(self.dtype, device_of(self.model)):
                     scores = score_candidates(self.model, [prompts[i] for i in chunk],
                                               [candidates[i] for i in chunk], temperature)  # fmt: skip
                 for i, sc in zip(chunk, scores, strict=True):
-                    out[i] = sc.float()
+                    out[i] = sc.float().cpu()
             return out
         finally:
             self.model.train(was)

@@ -68,6 +68,7 @@ class HFGenerator(SeededSampler):
         from transformers import DynamicCache
 
         B, P = len(prompts), max(len(p) for p in prompts)
+        dev = next(self.model.parameters()).device  # the draws stay on the CPU with the generator's RNG
         if self.share_prefix:
             out, mask, cache = forward_shared_prefixes(self.model, prompts)
         else:
@@ -76,16 +77,21 @@ class HFGenerator(SeededSampler):
             for b, p in enumerate(prompts):
                 ids[b, P - len(p) :] = torch.tensor(p, dtype=torch.long)
                 mask[b, P - len(p) :] = 1
+            ids, mask = ids.to(dev), mask.to(dev)
             cache = DynamicCache(config=self.model.config)
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
                              cache=cache, use_cache=True, logits_to_keep=1)  # fmt: skip
-        next_pos = torch.tensor([len(p) for p in prompts])  # (B,) position of the first response token
+        next_pos = torch.tensor(
+            [len(p) for p in prompts], device=dev
+        )  # (B,) position of the first response token
         rows = torch.arange(B)  # which original rows are still generating
         toks: list[list[int]] = [[] for _ in range(B)]
         lps: list[list[float]] = [[] for _ in range(B)]
         truncated = [True] * B
         for t in range(sampling.max_new_tokens):
-            new, lp = sample_tokens(out.logits[:, -1, :], sampling.temperature, sampling.top_p, self.rng)
+            new, lp = sample_tokens(
+                out.logits[:, -1, :].cpu(), sampling.temperature, sampling.top_p, self.rng
+            )
             for r, tok, logp in zip(rows.tolist(), new.tolist(), lp.tolist(), strict=True):
                 toks[r].append(tok)
                 lps[r].append(logp)
@@ -98,11 +104,12 @@ class HFGenerator(SeededSampler):
                 break
             if bool(stop.any()):
                 keep = (~stop).nonzero().squeeze(-1)
-                cache.batch_select_indices(keep)
-                rows, new, mask, next_pos = rows[keep], new[keep], mask[keep], next_pos[keep]
-            mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=torch.long)], dim=-1)
+                on_dev = keep.to(dev)
+                cache.batch_select_indices(on_dev)
+                rows, new, mask, next_pos = rows[keep], new[keep], mask[on_dev], next_pos[on_dev]
+            mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=torch.long, device=dev)], dim=-1)
             out = self.model(
-                input_ids=new[:, None], attention_mask=mask, position_ids=next_pos[:, None],
+                input_ids=new[:, None].to(dev), attention_mask=mask, position_ids=next_pos[:, None],
                 cache=cache, use_cache=True,
             )  # fmt: skip
             next_pos = next_pos + 1

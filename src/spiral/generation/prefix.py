@@ -64,11 +64,13 @@ def forward_shared_prefixes(
         if pre:
             pre_ids[g, C - len(pre) :] = torch.tensor(pre)
             pre_mask[g, C - len(pre) :] = 1
+    dev = next(model.parameters()).device
+    pre_ids, pre_mask, index = pre_ids.to(dev), pre_mask.to(dev), torch.tensor(group_of, device=dev)
     cache = DynamicCache(config=model.config)
     if C > 0:
         model(input_ids=pre_ids, attention_mask=pre_mask, position_ids=(pre_mask.cumsum(-1) - 1).clamp(min=0),
               cache=cache, use_cache=True, logits_to_keep=1)  # fmt: skip
-        cache.batch_select_indices(torch.tensor(group_of))
+        cache.batch_select_indices(index)
     tails = tails or [[] for _ in prompts]
     rests = [p[c:] for p, c in zip(prompts, cut, strict=True)]
     S, R = max(len(r) for r in rests), max(len(t) for t in tails)
@@ -78,8 +80,9 @@ def forward_shared_prefixes(
         ids[b, S - len(rest) : S] = torch.tensor(rest)
         ids[b, S : S + len(tail)] = torch.tensor(tail, dtype=torch.long)
         seg[b, S - len(rest) : S + len(tail)] = 1
-    pos = torch.tensor(cut)[:, None] + (seg.cumsum(-1) - 1).clamp(min=0)  # (B, S+R)
-    mask = torch.cat([pre_mask[torch.tensor(group_of)], seg], dim=-1) if C > 0 else seg
+    ids, seg = ids.to(dev), seg.to(dev)
+    pos = torch.tensor(cut, device=dev)[:, None] + (seg.cumsum(-1) - 1).clamp(min=0)  # (B, S+R)
+    mask = torch.cat([pre_mask[index], seg], dim=-1) if C > 0 else seg
     out = model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True,
                 logits_to_keep=logits_to_keep)  # fmt: skip
     return out, mask, cache

@@ -12,7 +12,7 @@ from runkit.errors import UserError
 from spiral.agents.lm import LMPolicy, build_policy
 from spiral.config import Settings
 from spiral.generation.base import Sampling
-from spiral.model import SMOLLM2, SMOLLM2_ALIASES, cache_dir, resolve_folder, resolve_gen_dtype
+from spiral.model import SMOLLM2, SMOLLM2_ALIASES, cache_dir, is_tiny, resolve_folder, resolve_gen_dtype
 from spiral.training.rollout import RolloutCollector
 
 
@@ -39,8 +39,15 @@ def check_settings(s: Settings) -> None:
     if s.rollout.opponent != "self" and not Path(s.rollout.opponent).is_dir():
         for env_id in s.rollout.env_ids:
             make_agent(s.rollout.opponent, env_id, seed=0)
+    from spiral.device import resolve_device
+
     name = s.model.name
-    if not (name in SMOLLM2_ALIASES or name == "tiny" or name.startswith("tiny:")):
+    if not name.strip():
+        raise UserError("model.name is empty: name the model with --model PATH (a local Hugging Face folder)")
+    if not (name in SMOLLM2_ALIASES or is_tiny(name)):
+        resolve_folder(name)  # a folder that is not there: one line
+    resolve_device(s.model.device)  # a GPU that is not there: one line before the run folder is made
+    if not (name in SMOLLM2_ALIASES or is_tiny(name)):
         resolve_folder(name)
     limit = model_positions(name)
     if limit is not None and s.rollout.max_new_tokens + MIN_PROMPT > limit:
@@ -57,7 +64,7 @@ def model_positions(name: str) -> int | None:
     """The model's position limit read from its config alone (no weights loaded); None when unknown."""
     import json
 
-    if name == "tiny" or name.startswith("tiny:"):
+    if is_tiny(name):
         return 4096  # spiral.model.tiny_model
     folder = cache_dir() / SMOLLM2 if name in SMOLLM2_ALIASES else resolve_folder(name)
     try:
@@ -97,3 +104,47 @@ def make_collector(s: Settings, policy, seed: int) -> RolloutCollector:
         policy, r.env_ids, r.env_kwargs, r.num_envs, Sampling(r.temperature, r.top_p, r.max_new_tokens),
         r.parse_mode, tuple(r.invalid_penalty), opponent, seed, r.keep_all_turns,
     )  # fmt: skip
+
+
+def build_learner(s: Settings, run_path: Path, ckpt, world=None):
+    """(tokenizer, policy model, Learner) of a run on `model.device`: the model as loaded or as checkpointed
+    (LoRA adapters, or the full weights), its KL reference, and the learner (DDP across `world`'s ranks).
+    The trainer and the followers of a multi-rank learner (spiral.training.distributed) build theirs here."""
+    import torch
+
+    from spiral.device import resolve_device
+    from spiral.generation.native.frozen import wanted as frozen_wanted
+    from spiral.model import add_lora, load_model, load_tokenizer, plain_copy
+    from spiral.training.learner import Learner
+    from spiral.training.reference import reference_folder
+
+    m = s.model
+    device = resolve_device(m.device)
+    tokenizer = load_tokenizer(m.name)
+    full_ckpt = ckpt is not None and not m.lora
+    model = load_model(str(ckpt.path) if full_ckpt else m.name, tokenizer)
+    ref = None
+    if s.learner.kl_coef > 0 and s.learner.kl_ref == "base":  # the model as loaded, also on resume
+        ref = plain_copy(load_model(m.name, tokenizer) if full_ckpt else model, torch.float32)
+    elif s.learner.kl_coef > 0 and (folder := reference_folder(run_path)):  # kl_ref=start, resumed
+        ref = load_model(str(folder), tokenizer)
+        ref.eval().requires_grad_(False)
+    if m.lora:
+        model = add_lora(model, m.lora_r, m.lora_alpha, m.lora_dropout, m.lora_targets)
+        if ckpt is not None:
+            adapters = ckpt.state["adapters"]
+            missing = set(adapters) - {n for n, _ in model.named_parameters()}
+            if missing:
+                raise UserError(
+                    f"checkpoint {ckpt.path} does not match model.lora settings ({len(missing)} keys)"
+                )
+            model.load_state_dict(adapters, strict=False)
+    elif m.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    model.to(device)
+    if ref is not None:
+        ref.to(device)
+    share = m.share_prefix and not m.gradient_checkpointing
+    fast = m.lora and frozen_wanted(m.frozen_bf16) and device.type == "cpu"  # bf16 matmuls, frozen weights
+    learner = Learner(model, s.learner, s.rollout.temperature, learner_dtype(s), ref, share, fast, world)
+    return tokenizer, model, learner

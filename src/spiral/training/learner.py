@@ -127,9 +127,12 @@ class Learner:
 
     def __init__(
         self, model: nn.Module, settings, temperature: float = 1.0, dtype: str = "fp32", ref_model=None,
-        share_prefix: bool = False, frozen_bf16: bool = False,
+        share_prefix: bool = False, frozen_bf16: bool = False, world=None,
     ):  # fmt: skip
+        from spiral.device import autocast_for, device_of
+
         self.model, self.s, self.temperature, self.ref_model = model, settings, temperature, ref_model
+        self.device = device_of(model)
         self.share_prefix = share_prefix
         # LoRA: the frozen base weights multiply in bf16 (spiral.generation.native.frozen); a full fine-tune's
         # trainable weights keep the fp32 path whatever this says
@@ -141,8 +144,13 @@ class Learner:
             self.params, lr=settings.lr, betas=tuple(settings.betas), eps=settings.eps,
             weight_decay=settings.weight_decay,
         )  # fmt: skip
-        self.autocast = torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bf16" else nullcontext()
+        self.autocast = autocast_for(dtype, self.device)
         self.dtype = dtype
+        self.dp = None  # learner ranks under torchrun: this rank's pieces, DDP's all-reduce
+        if world is not None and world.size > 1:
+            from spiral.training.distributed import DataParallel
+
+            self.dp = DataParallel(model, world, self.device)
         self.skipped_total = 0
         self._ref_scores: dict[tuple, torch.Tensor] = {}  # constrained turns, until set_reference
 
@@ -180,11 +188,12 @@ class Learner:
         )
         order = sorted(turns, key=key)
         micro = [collate(chunk) for chunk in self._micro_batches(order)]
-        ref = self._ref_logprobs(micro) if self.s.kl_coef > 0 and self.ref_model is not None else None
+        ref = self.s.kl_coef > 0 and self.ref_model is not None
+        ref_cache: dict[int, torch.Tensor] = {}  # micro-batch -> reference log-probs (fp32, once per update)
         n = len(turns)
 
         def terms(i: int):
-            mb = micro[i]
+            mb = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in micro[i].items()}
             mask = mb["response_mask"]
             logp, ent = response_logprobs(self.model, mb, self.temperature, self.share_prefix, True)
             per_sample, stats = ppo_clip_loss(logp, mb["old_logprobs"], mb["advantages"], mask, self.s.clip,
@@ -193,7 +202,12 @@ class Learner:
             parts = {"pg_loss": pg.item(), "entropy": (ent * mask).sum().item()}
             loss = pg
             if ref:
-                kl = kl_penalty(logp, ref[i], mask, self.s.loss_norm).sum() / n
+                if i not in ref_cache:
+                    with torch.no_grad(), torch.autocast(self.device.type, enabled=False):
+                        ref_cache[i] = response_logprobs(
+                            self.ref_model, mb, self.temperature, self.share_prefix
+                        )
+                kl = kl_penalty(logp, ref_cache[i], mask, self.s.loss_norm).sum() / n
                 loss = loss + self.s.kl_coef * kl
                 parts["kl"] = kl.item()
             if self.s.entropy_coef:
@@ -212,21 +226,30 @@ class Learner:
         """`ppo_epochs` optimizer steps, each accumulating the gradients of `pieces` micro-batches.
 
         `terms(i)` returns micro-batch i's (loss, summed metric parts, ppo stats, weight in tokens); a
-        non-finite loss or gradient norm skips that optimizer step."""
+        non-finite loss or gradient norm skips that optimizer step. Under DDP each rank runs its own pieces
+        (spiral.training.distributed) and the last one's backward all-reduces the gradients."""
         sums: dict[str, float] = {}
         skipped = 0
+        dp = self.dp
+        plan = dp.pieces(pieces) if dp is not None else list(range(pieces))
+        scale = dp.world.size if dp is not None else 1  # DDP averages over ranks; the batch loss is their sum
         self.model.train()
         for _epoch in range(self.s.ppo_epochs):
             self.optimizer.zero_grad(set_to_none=True)
             epoch_loss, finite = 0.0, True
-            for i in range(pieces):
-                with torch.enable_grad() if self.s.update else torch.no_grad(), self.autocast:
-                    loss, parts, stats, w = terms(i)
-                if not torch.isfinite(loss):
-                    finite = False
-                    break
-                if self.s.update:
-                    loss.backward()
+            for j, i in enumerate(plan):
+                with (
+                    dp.context(sync=j == len(plan) - 1) if dp is not None else nullcontext(),
+                    torch.enable_grad() if self.s.update else torch.no_grad(),
+                ):
+                    with self.autocast:
+                        loss, parts, stats, w = dp.forward(terms, i) if dp is not None else terms(i)
+                    if not torch.isfinite(loss):
+                        finite = False
+                        if dp is None:
+                            break
+                    if self.s.update:
+                        (loss * scale).backward()  # under DDP every rank joins every all-reduce
                 epoch_loss += loss.item()
                 for k, v in parts.items():
                     _add(sums, k, v)
@@ -236,6 +259,9 @@ class Learner:
                     else:
                         _add(sums, k, v.item() * w)
                 _add(sums, "tokens", w)
+            if dp is not None:
+                finite = dp.all_finite(finite)
+                epoch_loss = dp.reduce({"loss": epoch_loss}, (), ())["loss"]
             grad_norm = self._grad_norm() if finite and self.s.update else 0.0
             if not finite or not math.isfinite(grad_norm):
                 self.optimizer.zero_grad(set_to_none=True)
@@ -248,6 +274,8 @@ class Learner:
             _add(sums, "epochs_done", 1)
         self.optimizer.zero_grad(set_to_none=True)
         self.skipped_total += skipped
+        if dp is not None:
+            sums = dp.reduce(sums, ("loss", "grad_norm", "epochs_done"), ("ratio_max",))
         return self._metrics(sums, n, lr, skipped)
 
     def _micro_batches(self, order: list) -> list[list]:
@@ -286,27 +314,30 @@ class Learner:
         cands = [[list(c) for c in cs] for _, cs in distinct]
         chunks = token_chunks(prompts, self.s.micro_batch_tokens if self.s.micro_batch_tokens > 0 else 4096)
         use_ref = self.s.kl_coef > 0 and self.ref_model is not None
-        ref = self._constrained_ref(distinct, prompts, cands) if use_ref else None
-        n = len(turns)
+        n, dev = len(turns), self.device
 
         def terms(i: int):
             chunk = chunks[i]
+            ref = self._constrained_ref([distinct[k] for k in chunk], [prompts[k] for k in chunk],
+                                        [cands[k] for k in chunk]) if use_ref else None  # fmt: skip
             scores = score_candidates(self.model, [prompts[k] for k in chunk], [cands[k] for k in chunk],
                                       self.temperature)  # fmt: skip
             # every legal move of the chunk's prompts in one vector: segment j holds prompt chunk[j]'s moves
             lp = torch.cat([torch.log_softmax(sc.float(), dim=-1) for sc in scores])
-            sizes = torch.tensor([len(sc) for sc in scores])
-            seg = torch.repeat_interleave(torch.arange(len(chunk)), sizes)
-            w = torch.tensor([len(members[k]) / n for k in chunk])[seg]  # each prompt weighted by its turns
+            sizes = torch.tensor([len(sc) for sc in scores], device=dev)
+            seg = torch.repeat_interleave(torch.arange(len(chunk), device=dev), sizes)
+            w = torch.tensor([len(members[k]) / n for k in chunk], device=dev)[
+                seg
+            ]  # each prompt weighted by its turns
             p = lp.exp()
             ent = (w * -(p * lp)).sum()  # exact entropy over the legal moves
-            kl = (w * p * (lp - torch.cat([ref[k] for k in chunk]))).sum() if ref is not None else None
+            kl = (w * p * (lp - torch.cat(ref))).sum() if ref is not None else None
             start = torch.cumsum(sizes, 0) - sizes
             played = [(j, t) for j, k in enumerate(chunk) for t in members[k]]
-            logp = lp[torch.tensor([int(start[j]) + t.choice for j, t in played])][:, None]
-            old = [t.old_logprobs[0] for _, t in played]
-            adv = [t.advantage for _, t in played]
-            per_sample, stats = ppo_clip_loss(logp, torch.tensor(old)[:, None], torch.tensor(adv),
+            logp = lp[torch.tensor([int(start[j]) + t.choice for j, t in played], device=dev)][:, None]
+            old = torch.tensor([t.old_logprobs[0] for _, t in played], device=dev)[:, None]
+            adv = torch.tensor([t.advantage for _, t in played], device=dev)
+            per_sample, stats = ppo_clip_loss(logp, old, adv,
                                               torch.ones_like(logp), self.s.clip, 1.0)  # fmt: skip
             pg = per_sample.sum() / n
             loss = pg - self.s.entropy_coef * ent
@@ -320,8 +351,9 @@ class Learner:
         out["train/distinct_prompts"] = float(len(distinct))
         return out
 
-    def set_reference(self, ref_model) -> None:
-        """A new KL reference (the scores cached for the old one are dropped)."""
+    def set_reference(self, ref_model, adapters: dict | None = None) -> None:
+        """A new KL reference (the scores cached for the old one are dropped); `adapters` (the magnet's LoRA
+        weights, when they are not the current ones) matter only to the other learner ranks."""
         self.ref_model = ref_model
         self._freeze(ref_model)
         self._ref_scores.clear()
@@ -335,11 +367,12 @@ class Learner:
     @torch.no_grad()
     def _constrained_ref(self, distinct: list[tuple], prompts, cands) -> list[torch.Tensor]:
         """log P_ref(move | legal) of each distinct prompt (cached until set_reference)."""
-        from spiral.generation.actions import autocast_for, score_candidates
+        from spiral.device import autocast_for
+        from spiral.generation.actions import score_candidates
 
         todo = [i for i, key in enumerate(distinct) if key not in self._ref_scores]
         if todo:
-            with autocast_for(self.dtype):
+            with autocast_for(self.dtype, self.device):
                 scores = score_candidates(self.ref_model, [prompts[i] for i in todo], [cands[i] for i in todo],
                                           self.temperature)  # fmt: skip
             for i, sc in zip(todo, scores, strict=True):
@@ -349,10 +382,6 @@ class Learner:
     def _grad_norm(self) -> float:
         clip = self.s.grad_clip if self.s.grad_clip > 0 else float("inf")
         return float(torch.nn.utils.clip_grad_norm_(self.params, clip))
-
-    @torch.no_grad()
-    def _ref_logprobs(self, micro: list[dict]) -> list[torch.Tensor]:
-        return [response_logprobs(self.ref_model, mb, self.temperature, self.share_prefix) for mb in micro]
 
     def _metrics(self, sums: dict[str, float], n: int, lr: float, skipped: int) -> dict[str, float]:
         epochs = max(sums.get("epochs_done", 0), 1)

@@ -34,15 +34,15 @@ from runkit.seeding import get_rng_state, seed_everything, set_rng_state
 from spiral.agents.lm import LMAgent
 from spiral.config import Settings
 from spiral.generation.base import Sampling
-from spiral.generation.native.frozen import wanted as frozen_wanted
-from spiral.model import add_lora, is_peft, load_model, load_tokenizer, plain_copy, resolve_gen_dtype
+from spiral.model import is_peft, plain_copy, resolve_gen_dtype
 from spiral.phases import PHASES, phase_summary
 from spiral.training import factories
 from spiral.training.advantage import AdvantageEstimator, drop_zero
+from spiral.training.distributed import Leader, World
 from spiral.training.factories import check_settings, kuhn_one_round, make_collector, make_policy
-from spiral.training.learner import Learner, _is_oom
+from spiral.training.learner import _is_oom
 from spiral.training.opponents import rated_pool
-from spiral.training.reference import move_magnet, reference_folder, save_reference
+from spiral.training.reference import move_magnet, save_reference
 
 EVAL_PENALTY = (-1.0, 1.0)
 
@@ -53,8 +53,9 @@ warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", categ
 class Trainer:
     """Owns the model, generator, rollout collector, RAE estimator and learner of one run folder."""
 
-    def __init__(self, settings: Settings, run: RunDir, resume: bool = False, log=None) -> None:
+    def __init__(self, settings: Settings, run: RunDir, resume: bool = False, log=None, world=None) -> None:
         self.s, self.run = settings, run
+        self.world = world or World()  # learner ranks under torchrun (spiral.training.distributed)
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         check_settings(settings)
         if settings.run.threads:
@@ -77,32 +78,8 @@ class Trainer:
 
     # ---- setup ----------------------------------------------------------------------------------
     def _build(self, ckpt) -> None:
-        m, r = self.s.model, self.s.rollout
-        self.tokenizer = load_tokenizer(m.name)
-        full_ckpt = ckpt is not None and not m.lora
-        self.model = load_model(str(ckpt.path) if full_ckpt else m.name, self.tokenizer)
-        ref = None
-        if (
-            self.s.learner.kl_coef > 0 and self.s.learner.kl_ref == "base"
-        ):  # the model as loaded, also on resume
-            ref = plain_copy(load_model(m.name, self.tokenizer) if full_ckpt else self.model, torch.float32)
-        elif self.s.learner.kl_coef > 0 and (
-            folder := reference_folder(self.run.path)
-        ):  # kl_ref=start, resumed
-            ref = load_model(str(folder), self.tokenizer)
-            ref.eval().requires_grad_(False)
-        if m.lora:
-            self.model = add_lora(self.model, m.lora_r, m.lora_alpha, m.lora_dropout, m.lora_targets)
-            if ckpt is not None:
-                adapters = ckpt.state["adapters"]
-                missing = set(adapters) - {n for n, _ in self.model.named_parameters()}
-                if missing:
-                    raise UserError(
-                        f"checkpoint {ckpt.path} does not match model.lora settings ({len(missing)} keys)"
-                    )
-                self.model.load_state_dict(adapters, strict=False)
-        elif m.gradient_checkpointing:
-            self.model.gradient_checkpointing_enable()
+        m = self.s.model
+        self.tokenizer, self.model, learner = factories.build_learner(self.s, self.run.path, ckpt, self.world)
         self.gen_dtype = resolve_gen_dtype(m.gen_dtype)
         self.policy = make_policy(self.s, self.model, self.tokenizer, self.s.run.seed)
         self.collector = make_collector(self.s, self.policy, self.s.run.seed)
@@ -114,15 +91,12 @@ class Trainer:
             self.remote = RayRollout(self.s, log=self.log)
         a = self.s.advantage
         self.estimator = AdvantageEstimator(a.estimator, a.decay, a.order, a.key_by)
-        share = m.share_prefix and not m.gradient_checkpointing
-        fast = m.lora and frozen_wanted(m.frozen_bf16)  # bf16 matmuls over the frozen base weights
-        dt = factories.learner_dtype(self.s)
-        self.learner = Learner(self.model, self.s.learner, r.temperature, dt, ref, share, fast)
+        self.learner = Leader(learner) if self.world.size > 1 else learner
         self.readouts: list[dict] = []  # exact Kuhn readouts of this run (eval/exploitability.jsonl)
         self.pool: list = []  # opponent pool: frozen past policies (rollout.pool_size)
         self.magnet: dict[str, torch.Tensor] | None = None  # LoRA adapters of the moving KL reference
         self.rated = rated_pool(self.s, self.collector.rng)  # draws by rating / with fixed agents, or None
-        if r.pool_size or self.rated is not None:
+        if self.s.rollout.pool_size or self.rated is not None:
             self.collector.pool = self._pool_opponent
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -142,7 +116,7 @@ class Trainer:
             self.remote.set_state(state.get("workers"), self.step)
         if state.get("magnet") is not None:
             ref, self.magnet = move_magnet(self.run.path, self.model, self.tokenizer, state["magnet"])
-            self.learner.set_reference(ref)  # the moving magnet (learner.kl_ref_every) of the checkpoint
+            self.learner.set_reference(ref, state["magnet"])  # the moving magnet of the checkpoint
 
     # ---- checkpoints ----------------------------------------------------------------------------
     def save(self) -> Path:
@@ -278,6 +252,8 @@ class Trainer:
                     break
         if self.remote is not None:
             self.remote.close()
+        if self.world.size > 1:
+            self.learner.close()  # the other learner ranks stop
         self.metrics.close()
         if s.run.plots:
             self.finish_report()

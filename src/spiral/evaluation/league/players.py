@@ -23,7 +23,7 @@ from spiral.agents.base import Agent
 
 _NAMED = re.compile(r"^([A-Za-z0-9_.@+-]+)=(.+)$")  # NAME=SPEC; `nash:alpha=0.2` has a colon before its '='
 _STEP = re.compile(r"^step_(\d+)$")
-LM_SPECS = ("smollm2-135m-instruct", "smollm2", "SmolLM2-135M-Instruct", "tiny")
+LM_SPECS = ("smollm2-135m-instruct", "smollm2", "SmolLM2-135M-Instruct", "tiny", "tiny-qwen3")
 
 
 @dataclass(frozen=True)
