@@ -30,7 +30,7 @@ def make_generator(
     seed: int = 0,
     share_prefix: bool = True,
 ) -> Generator:
-    """The sampler named `kind`: fast (Llama only, else falls back to hf), hf or vllm (GPU).
+    """The sampler named `kind`: fast (a Llama on the CPU, else falls back to hf), hf or vllm (GPU).
 
     All three share one interface: `generate(prompts, sampling)`, `load_weights(policy)`, `get_state()`,
     `set_state()`. vllm is imported only when asked for, so CPU code paths never load it.
@@ -43,6 +43,8 @@ def make_generator(
         from spiral.generation.vllm import VLLMGenerator
 
         return VLLMGenerator(policy, eos_ids, pad_id, dtype, batch_size, seed, share_prefix)
+    if kind == "fast" and next(policy.parameters()).device.type != "cpu":
+        kind = "hf"  # the fast sampler's kernels are CPU ones; on a GPU the transformers forward (or vllm)
     if kind == "fast":
         from spiral.generation.fast import FastGenerator
 

@@ -73,7 +73,11 @@ def rank_argv(topology: str, argv: list[str]) -> list[str]:
             skip = True
         elif not a.startswith(("--nproc=", "--topology=")):
             out.append(a)
-    return [*out, "--set", f'run.topology="{topology}"']
+    out += ["--set", f'run.topology="{topology}"']
+    rollout = int(topology.partition(":")[0] or 0)
+    if rollout:  # what --topology also sets
+        out += ["--set", "run.backend=ray", "--set", f"run.rollout_workers={rollout}"]
+    return out
 
 
 def broadcast(obj=None):

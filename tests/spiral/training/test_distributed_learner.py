@@ -124,6 +124,7 @@ def test_rank_command_line_names_the_topology():
         "--set",
         'run.topology="0:2"',
     ]
+    assert rank_argv("4:4", ["train"])[-4:] == ["--set", "run.backend=ray", "--set", "run.rollout_workers=4"]
 
 
 @pytest.mark.parametrize("text, expected", [("", (0, 1)), ("4:4", (4, 4)), ("0:2", (0, 2))])
