@@ -14,7 +14,7 @@ from runkit.errors import UserError
 from runkit.settings import coerce as _coerce
 from runkit.settings import merge_tables as _merge
 from runkit.settings import opt, parse_toml, parse_value, read_preset_text
-from spiral.device import check_device
+from spiral.device import check_device, parse_topology
 
 ALL_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -88,7 +88,11 @@ class RolloutSettings:
         "free",
         "free (the model writes its answer; the last \\boxed{} is the move) or constrained (the move is drawn "
         "from the model's renormalised probabilities of the legal moves' \\boxed{move} answers: no invalid "
-        "moves, no free-form reasoning; spiral.generation.actions)",
+        "moves, no free-form reasoning; spiral.generation.actions), or think (a free-form thought of at most "
+        "think_tokens tokens, then the move drawn as in constrained after prompt + thought; spiral.generation.think)",
+    )
+    think_tokens: int = opt(
+        48, "think mode: thought budget in tokens (it also ends at \\boxed or the stop token)"
     )
     keep_all_turns: bool = opt(
         False,
@@ -199,6 +203,7 @@ class EvalSettings:
         "one-round KuhnPoker-v2 only: exact policy readout and OpenSpiel exploitability every K steps "
         "(eval/exploitability; 0 = off)",
     )
+    think_samples: int = opt(32, "think mode readout: thoughts sampled per information set (averaged policy)")
 
 
 @dataclass
@@ -362,14 +367,14 @@ def validate(s: Settings) -> None:
     _choice("model.dtype", m.dtype, ("auto", "fp32", "bf16"))
     _choice("model.frozen_bf16", m.frozen_bf16.lower(), ("auto", "true", "false"))
     _choice("model.prompt_style", m.prompt_style, ("paper", "compact"))
-    _choice("rollout.action_mode", r.action_mode, ("free", "constrained"))
+    _choice("rollout.action_mode", r.action_mode, ("free", "constrained", "think"))
     _choice("learner.kl_ref", lr.kl_ref, ("start", "base"))
     if lr.kl_ref_every and lr.kl_ref != "start":  # a moving magnet (docs/spiral_training.md)
         raise UserError("learner.kl_ref_every needs learner.kl_ref=start")
-    if r.action_mode == "constrained" and w.rounds:
-        raise UserError("rollout.action_mode=constrained needs no format warm-up: set warmup.rounds=0")
-    if r.action_mode == "constrained" and run.backend == "ray":
-        raise UserError("rollout.action_mode=constrained runs with run.backend=local only")
+    if r.action_mode != "free" and w.rounds:
+        raise UserError(f"rollout.action_mode={r.action_mode} needs no format warm-up: set warmup.rounds=0")
+    if r.action_mode != "free" and run.backend == "ray":
+        raise UserError(f"rollout.action_mode={r.action_mode} runs with run.backend=local only")
     if not 0 <= r.pool_prob <= 1:
         raise UserError(f"rollout.pool_prob must lie in [0, 1], got {r.pool_prob}")
     _choice("rollout.pool_sampling", r.pool_sampling, ("uniform", "rating"))
@@ -403,7 +408,7 @@ def validate(s: Settings) -> None:
                    ("warmup.max_per_action", w.max_per_action), ("warmup.top_up", w.top_up), ("run.threads", run.threads), ("run.max_minutes", run.max_minutes),
                    ("learner.grad_clip", lr.grad_clip), ("learner.weight_decay", lr.weight_decay),
                    ("learner.entropy_coef", lr.entropy_coef), ("learner.micro_batch_tokens", lr.micro_batch_tokens),
-                   ("rollout.pool_size", r.pool_size), ("eval.exploitability_every", e.exploitability_every), ("learner.kl_ref_every", lr.kl_ref_every)]:  # fmt: skip
+                   ("rollout.pool_size", r.pool_size), ("eval.exploitability_every", e.exploitability_every), ("learner.kl_ref_every", lr.kl_ref_every), ("rollout.think_tokens", r.think_tokens), ("eval.think_samples", e.think_samples)]:  # fmt: skip
         _positive(key, v, allow_zero=True)
     if not 0 <= r.temperature <= 10 or not 0 <= e.temperature <= 10 or not 0 < w.temperature <= 10:
         raise UserError("temperatures must lie in [0, 10] (warm-up: > 0)")
@@ -430,22 +435,3 @@ def validate(s: Settings) -> None:
                         " (spiral train --topology sets both)")  # fmt: skip
     if m.lora and m.gradient_checkpointing:
         raise UserError("model.gradient_checkpointing is not supported together with model.lora")
-
-
-def parse_topology(text: str) -> tuple[int, int]:
-    """`run.topology` ROLLOUT:LEARNER as (Ray rollout workers, learner ranks); empty is (0, 1)."""
-    if not text.strip():
-        return 0, 1
-    a, sep, b = text.strip().partition(":")
-    if (
-        not sep
-        or not a.strip().isdigit()
-        or not b.strip().isdigit()
-        or int(b) < 1
-        or int(b) > 4096
-        or int(a) > 4096
-    ):
-        raise UserError(
-            f"run.topology must be ROLLOUT:LEARNER with LEARNER >= 1, e.g. 4:4 or 0:2; got {text!r}"
-        )
-    return int(a), int(b)

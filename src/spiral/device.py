@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import os
 from contextlib import nullcontext
-
-import torch
+from typing import TYPE_CHECKING
 
 from runkit.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def resolve_device(spec: str) -> torch.device:
     """The torch device a `model.device` setting names; a GPU that is not there is one line."""
+    import torch
+
     spec = (spec or "auto").strip().lower()
     local = int(os.environ.get("LOCAL_RANK", "0") or 0)
     if spec == "auto":
@@ -60,6 +64,8 @@ def check_device(spec: str) -> None:
 
 def device_of(model) -> torch.device:
     """The device of a module's first parameter (the CPU for a module without parameters)."""
+    import torch
+
     for p in model.parameters():
         return p.device
     return torch.device("cpu")
@@ -67,5 +73,26 @@ def device_of(model) -> torch.device:
 
 def autocast_for(dtype: str, device: torch.device | str = "cpu"):
     """bf16 autocast on `device` for dtype 'bf16', else nothing (fp32 master weights either way)."""
+    import torch
+
     kind = torch.device(device).type
     return torch.autocast(kind, dtype=torch.bfloat16) if dtype == "bf16" else nullcontext()
+
+
+def parse_topology(text: str) -> tuple[int, int]:
+    """`run.topology` ROLLOUT:LEARNER as (Ray rollout workers, learner ranks); empty is (0, 1)."""
+    if not text.strip():
+        return 0, 1
+    a, sep, b = text.strip().partition(":")
+    if (
+        not sep
+        or not a.strip().isdigit()
+        or not b.strip().isdigit()
+        or int(b) < 1
+        or int(b) > 4096
+        or int(a) > 4096
+    ):
+        raise UserError(
+            f"run.topology must be ROLLOUT:LEARNER with LEARNER >= 1, e.g. 4:4 or 0:2; got {text!r}"
+        )
+    return int(a), int(b)

@@ -24,7 +24,7 @@ from spiral.games.kuhn_poker import infoset_from_observation
 from spiral.generation.actions import candidate_text
 from spiral.generation.base import Sampling
 from spiral.training.advantage import AdvantageEstimator, drop_zero
-from spiral.training.learner import ppo_clip_loss
+from spiral.training.losses import ppo_clip_loss
 from spiral.training.rollout import RolloutCollector
 
 INDEX = {k: i for i, k in enumerate(KEYS)}

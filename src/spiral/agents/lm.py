@@ -31,6 +31,7 @@ class Response:
     truncated: bool
     candidates: list[list[int]] | None = None  # constrained decoding: every legal move's response ids
     choice: int = -1  # constrained decoding: index of the sampled move among `candidates`
+    thought_len: int = -1  # think mode: `tokens` = the thought's thought_len tokens, then the move's
 
 
 def stop_ids(model, tokenizer) -> list[int]:
@@ -111,6 +112,48 @@ class ConstrainedPolicy(LMPolicy):
         return out
 
 
+class ThinkPolicy(LMPolicy):
+    """Think, then move (spiral.generation.think): a free-form thought of at most `budget` tokens, then a legal
+    move drawn from the renormalised `\\boxed{move}` probabilities after prompt + thought.
+
+    A response's `tokens` are the thought's then the move's; its `logprobs` the thought tokens' then
+    log P(move | legal, prompt + thought); `thought_len` says where the thought ends."""
+
+    def __init__(self, tokenizer, sampler, prompt_format: PromptFormat, budget: int = 48) -> None:
+        from spiral.generation.actions import Candidates
+
+        super().__init__(tokenizer, sampler, prompt_format)
+        self.candidates, self.budget = Candidates(tokenizer), budget
+
+    def respond(
+        self, observations: list[str], sampling: Sampling, legal: list[list[str]] | None = None
+    ) -> list[Response]:
+        """One thought and one legal move per observation."""
+        if not observations:
+            return []
+        if legal is None:
+            raise ValueError("think mode needs the legal moves of each observation")
+        prompts = self.format.encode(observations)
+        thoughts = self.generator.sample(prompts, sampling, self.budget)
+        cands = [self.candidates.for_legal(list(lg)) for lg in legal]
+        seqs = [p + th for p, (th, _, _) in zip(prompts, thoughts, strict=True)]
+        scores = self.generator.moves.scores(seqs, cands, sampling.temperature or 1.0)
+        out = []
+        for p, (th, lps, trunc), cs, sc in zip(prompts, thoughts, cands, scores, strict=True):
+            lp = torch.log_softmax(sc, dim=-1)
+            if sampling.temperature == 0:
+                i = int(lp.argmax())
+            else:
+                i = int(torch.multinomial(lp.exp(), 1, generator=self.generator.rng))
+            text = (
+                self.tokenizer.decode(th, skip_special_tokens=True).rstrip()
+                + " "
+                + self.tokenizer.decode(cs[i])
+            )
+            out.append(Response(list(p), th + list(cs[i]), [*lps, float(lp[i])], text, trunc, cs, i, len(th)))
+        return out
+
+
 def build_policy(
     model,
     tokenizer,
@@ -124,6 +167,7 @@ def build_policy(
     action_mode: str = "free",
     score_dtype: str = "fp32",
     prompt_style: str = "paper",
+    think_tokens: int = 48,
 ) -> LMPolicy:
     """An LMPolicy sampling from `model` with generator `generator` (spiral.generation.make_generator), or with
     `action_mode = "constrained"` a ConstrainedPolicy scoring the legal moves with `model` itself."""
@@ -134,6 +178,11 @@ def build_policy(
 
     sampler = make_generator(generator, model, stop_ids(model, tokenizer), tokenizer.pad_token_id,
                              DTYPES[resolve_gen_dtype(gen_dtype)], batch_size, seed, share_prefix)  # fmt: skip
+    if action_mode == "think":
+        from spiral.generation.think import ThinkSampler
+
+        think = ThinkSampler(sampler, model, tokenizer, stop_ids(model, tokenizer), score_dtype)
+        return ThinkPolicy(tokenizer, think, fmt, think_tokens)
     if stop_at_box:
         from spiral.prompting import BoxStop
 
@@ -197,5 +246,5 @@ def make_lm_agent(
     style = run.get("model", {}).get("prompt_style", "paper")
     policy = build_policy(model, tokenizer, dtype, batch_size, seed or 0, template, generator=kind,
                           stop_at_box=stop_at_box, action_mode=mode, score_dtype=resolve_gen_dtype(dtype),
-                          prompt_style=style)  # fmt: skip
+                          prompt_style=style, think_tokens=run.get("rollout", {}).get("think_tokens", 48))  # fmt: skip
     return LMAgent(policy, Sampling(temperature, top_p, max_new), name=f"lm:{Path(spec).name or spec}")

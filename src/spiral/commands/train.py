@@ -96,7 +96,7 @@ def overrides_from(args: argparse.Namespace) -> list[str]:
     if getattr(args, "nproc", None) is not None:
         topology = f"0:{args.nproc}"
     if topology is not None:
-        from spiral.config import parse_topology
+        from spiral.device import parse_topology
 
         rollout, _ = parse_topology(topology)
         out.append(f'run.topology="{topology}"')
@@ -160,7 +160,8 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from runkit.errors import UserError
-    from spiral.config import parse_topology, preset_names
+    from spiral.config import preset_names
+    from spiral.device import parse_topology
 
     if args.list_presets:
         print("\n".join(preset_names()))
@@ -211,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
     if trainer.readouts:
         first, end = trainer.readouts[0], trainer.readouts[-1]
         print(
-            f"Kuhn exploitability (exact readout; uniform random 0.458, Nash 0): {first['exploitability']:.3f} at "
+            f"Kuhn exploitability (readout; uniform random 0.458, Nash 0): {first['exploitability']:.3f} at "
             f"step {first['step']} -> {end['exploitability']:.3f} at step {end['step']} (average policy "
             f"{end['avg_exploitability']:.3f})"
         )
@@ -229,5 +230,7 @@ def _follow(world) -> int:
     if msg[0] == "error":
         return 1  # rank 0 prints the one line
     settings = Settings.from_dict({k: v for k, v in msg[1].items() if k != "kind"})
-    distributed.follow(settings, Path(msg[2]), msg[3], world)
+    from spiral.training.factories import follow
+
+    follow(settings, Path(msg[2]), msg[3], world)
     return 0

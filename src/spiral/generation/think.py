@@ -11,15 +11,90 @@ its legal moves' prefix tree (`candidate_trie`) on the prompt's cache. A causal 
 tree node sees the prompt, the whole thought and its own ancestors. Logits are computed only in the second pass
 and at the prompt's last position.
 
-This is the scoring primitive of the think mode (rollout sampling, learner and readout build on it).
+Sampling a turn (`ThinkSampler`): the thought is drawn token by token by the run's generator, up to
+`rollout.think_tokens` tokens; it ends at the stop token, at the budget, or where the model starts to write
+`\\box` (`ThoughtStop`; the thought is cut before that token, `cut_thought`). The move is then drawn from
+the renormalised probabilities of the legal `\\boxed{move}` answers after prompt + thought (the constrained
+scorer), so no move is invalid. Thought and move share one sampling RNG (one state in checkpoints).
+
+The probability of a thought is the product of its tokens' probabilities; where it ended is not scored (the
+end is a function of the tokens drawn, and the same definition holds for the behaviour and the learner's log-probs,
+so the PPO ratio compares like with like).
 """
 
 from __future__ import annotations
 
 import torch
 
-from spiral.generation.actions import candidate_trie, tree_mask
+from spiral.generation.actions import MoveSampler, candidate_trie, tree_mask
+from spiral.generation.base import Sampling
 from spiral.generation.prefix import forward_shared_prefixes
+
+MARKER = "\\box"  # where a thought ends: the model starts its answer
+
+
+class ThoughtStop:
+    """A generator stop rule (like prompting.BoxStop): end a row once its text holds `\\box`."""
+
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer = tokenizer
+        pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+        self.trigger_ids = torch.tensor([i for i, p in enumerate(pieces) if p is not None and "box" in p])
+
+    def closes(self, tokens: list[int]) -> bool:
+        """Whether the decoded response holds the marker."""
+        return MARKER in self.tokenizer.decode(tokens, skip_special_tokens=True)
+
+
+def cut_thought(
+    tokens: list[int], logps: list[float], tokenizer, stop: set[int]
+) -> tuple[list[int], list[float]]:
+    """The thought of a sampled response: the tokens before a stop token and before the token that starts
+    `\\box` (all of them when neither occurs), with their log-probs."""
+    for k, t in enumerate(tokens):
+        if t in stop:
+            tokens, logps = tokens[:k], logps[:k]
+            break
+    text = tokenizer.decode(tokens, skip_special_tokens=True)
+    end = text.find(MARKER)
+    if end < 0:
+        return list(tokens), list(logps)
+    keep = 0
+    while keep < len(tokens) and len(tokenizer.decode(tokens[: keep + 1], skip_special_tokens=True)) <= end:
+        keep += 1
+    return list(tokens[:keep]), list(logps[:keep])
+
+
+class ThinkSampler:
+    """The `generator` of a think-mode policy: thoughts from the run's sampler, moves from the live model's
+    constrained scores after them, one RNG for both."""
+
+    def __init__(self, thoughts, model, tokenizer, stop: list[int], dtype: str = "fp32") -> None:
+        self.thoughts, self.tokenizer, self.stop = thoughts, tokenizer, set(stop)
+        thoughts.stop_rule = ThoughtStop(tokenizer)
+        self.moves = MoveSampler(model, dtype)
+        self.moves.rng = thoughts.rng  # one sampling stream: one state in checkpoints
+        self.rng = thoughts.rng
+        self.model = model
+
+    def load_weights(self, policy) -> None:
+        """Copy the learner's weights into the thought sampler (moves are scored with the live model)."""
+        self.thoughts.load_weights(policy)
+
+    def get_state(self) -> torch.Tensor:
+        return self.rng.get_state()
+
+    def set_state(self, state: torch.Tensor) -> None:
+        self.rng.set_state(state)
+
+    def sample(self, prompts: list[list[int]], sampling: Sampling, budget: int):
+        """[(thought tokens, their log-probs, hit the budget)] for each prompt."""
+        gen = self.thoughts.generate(prompts, Sampling(sampling.temperature, sampling.top_p, budget))
+        out = []
+        for toks, lps, trunc in zip(gen.tokens, gen.logprobs, gen.truncated, strict=True):
+            th, lp = cut_thought(toks, lps, self.tokenizer, self.stop)
+            out.append((th, lp, trunc and len(th) == len(toks)))
+        return out
 
 
 def score_thoughts(
@@ -34,9 +109,23 @@ def score_thoughts(
 
     `prompts` are distinct; turn r plays prompt `rows[r]`, thought `thoughts[r]` (possibly empty) and the
     candidates `candidates[r]` (each a non-empty token list)."""
+    tokens, scores = score_thought_tokens(model, prompts, rows, thoughts, candidates, temperature)
+    return tokens.sum(-1), scores
+
+
+def score_thought_tokens(
+    model,
+    prompts: list[list[int]],
+    rows: list[int],
+    thoughts: list[list[int]],
+    candidates: list[list[list[int]]],
+    temperature: float = 1.0,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """As `score_thoughts`, with each thought token's log-prob: (R, longest thought), 0 past a thought's end."""
     out, mask, cache = forward_shared_prefixes(model, prompts)
+    dev = mask.device
     first = _logp(out.logits[:, -1, :], temperature)  # (P, V): the first token after each prompt
-    idx = torch.tensor(rows)
+    idx = torch.tensor(rows, device=dev)
     cache.batch_select_indices(idx)  # each turn's row starts from its prompt's cache (gathered, not copied)
     mask, first = mask[idx], first[idx]
     R = len(rows)
@@ -58,7 +147,7 @@ def score_thoughts(
             pos[r, j] = p_len + min(j, max(n - 1, 0))
             if j < n:
                 ids[r, j] = thought[j]
-                picks.append((r, j - 1, thought[j], -1))  # thought token j from the position before it
+                picks.append((r, j - 1, thought[j], -1 - j))  # thought token j from the position before it
         depth: list[int] = []
         for q, (tok, parent) in enumerate(zip(tokens, parents, strict=True)):
             col = lmax + q
@@ -77,18 +166,21 @@ def score_thoughts(
     if Q == 0:  # no thought and one-token candidates: the prompt's logits say everything
         logp = first[:, None, :]
     else:
+        ids, pos, tail = ids.to(dev), pos.to(dev), tail.to(dev)
         allowed = tree_mask(model, mask, tail)
         step = model(input_ids=ids, attention_mask=allowed, position_ids=pos, cache=cache, use_cache=True)
         logp = _logp(step.logits, temperature)  # (R, Q, V)
-    r_, q_, t_, k_ = (torch.tensor(x) for x in zip(*picks, strict=True))
+    r_, q_, t_, k_ = (torch.tensor(x, device=dev) for x in zip(*picks, strict=True))
     from_prompt = q_ < 0
     values = torch.where(from_prompt, first[r_, t_], logp[r_, q_.clamp(min=0), t_])
     is_thought = k_ < 0
-    thought_logp = torch.zeros(R, dtype=values.dtype).index_add(0, r_[is_thought], values[is_thought])
-    starts = torch.tensor([0, *torch.cumsum(torch.tensor([len(c) for c in candidates]), 0).tolist()])
-    flat = torch.zeros(int(starts[-1]), dtype=values.dtype)
+    per_token = torch.zeros((R, max(lmax, 1)), dtype=values.dtype, device=dev)
+    per_token = per_token.index_put((r_[is_thought], -1 - k_[is_thought]), values[is_thought])[:, :lmax]
+    sizes = torch.tensor([len(c) for c in candidates], device=dev)
+    starts = torch.cat([torch.zeros(1, dtype=torch.long, device=dev), torch.cumsum(sizes, 0)])
+    flat = torch.zeros(int(starts[-1]), dtype=values.dtype, device=dev)
     flat = flat.index_add(0, starts[r_[~is_thought]] + k_[~is_thought], values[~is_thought])
-    return thought_logp, [flat[starts[r] : starts[r + 1]] for r in range(R)]
+    return per_token, [flat[starts[r] : starts[r + 1]] for r in range(R)]
 
 
 def _logp(logits: torch.Tensor, temperature: float) -> torch.Tensor:

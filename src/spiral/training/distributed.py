@@ -206,20 +206,3 @@ def serve(learner, model) -> None:
             return
         elif msg[0] == "error":
             raise UserError(msg[1])
-
-
-def follow(settings, run_path, checkpoint: str | None, world: World) -> None:
-    """A learner rank other than 0: build the same model, reference and optimizer state as rank 0 (from the
-    checkpoint it resumes, if any), then learn whatever rank 0 sends until it stops."""
-    from runkit.checkpoint import load_checkpoint
-    from runkit.seeding import seed_everything
-    from spiral.training.factories import build_learner
-
-    if settings.run.threads:
-        torch.set_num_threads(settings.run.threads)
-    seed_everything(settings.run.seed)
-    ckpt = load_checkpoint(checkpoint) if checkpoint else None
-    _tokenizer, model, learner = build_learner(settings, run_path, ckpt, world)
-    if ckpt is not None:
-        learner.load_state_dict(ckpt.state["learner"])
-    serve(learner, model)

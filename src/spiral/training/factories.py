@@ -81,7 +81,7 @@ def make_policy(s: Settings, model, tokenizer, seed: int) -> LMPolicy:
     m, r = s.model, s.rollout
     return build_policy(model, tokenizer, resolve_gen_dtype(m.gen_dtype), r.gen_batch_size, seed,
                         m.prompt_template, m.share_prefix, m.generator, r.stop_at_box, r.action_mode,
-                        learner_dtype(s), m.prompt_style)  # fmt: skip
+                        learner_dtype(s), m.prompt_style, r.think_tokens)  # fmt: skip
 
 
 def learner_dtype(s: Settings) -> str:
@@ -148,3 +148,22 @@ def build_learner(s: Settings, run_path: Path, ckpt, world=None):
     fast = m.lora and frozen_wanted(m.frozen_bf16) and device.type == "cpu"  # bf16 matmuls, frozen weights
     learner = Learner(model, s.learner, s.rollout.temperature, learner_dtype(s), ref, share, fast, world)
     return tokenizer, model, learner
+
+
+def follow(settings, run_path, checkpoint: str | None, world) -> None:
+    """A learner rank other than 0 (spiral.training.distributed): build the same model, reference and optimizer state as rank 0 (from the
+    checkpoint it resumes, if any), then learn whatever rank 0 sends until it stops."""
+    import torch
+
+    from runkit.checkpoint import load_checkpoint
+    from runkit.seeding import seed_everything
+    from spiral.training.distributed import serve
+
+    if settings.run.threads:
+        torch.set_num_threads(settings.run.threads)
+    seed_everything(settings.run.seed)
+    ckpt = load_checkpoint(checkpoint) if checkpoint else None
+    _tokenizer, model, learner = build_learner(settings, run_path, ckpt, world)
+    if ckpt is not None:
+        learner.load_state_dict(ckpt.state["learner"])
+    serve(learner, model)

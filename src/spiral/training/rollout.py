@@ -35,6 +35,7 @@ class Turn:
     advantage: float = 0.0
     candidates: list[list[int]] | None = None  # constrained decoding: the legal moves' response ids
     choice: int = -1  # constrained decoding: which candidate was played
+    thought_len: int = -1  # think mode: the first thought_len response ids are the thought, then the move
 
 
 @dataclass
@@ -194,6 +195,7 @@ def _turn(g: dict, pid: int, legal: list[str], resp) -> Turn:
         strict_ok=parse_action(resp.text, legal, "strict") is not None,
         lenient_ok=parse_action(resp.text, legal, "lenient") is not None,
         candidates=getattr(resp, "candidates", None), choice=getattr(resp, "choice", -1),
+        thought_len=getattr(resp, "thought_len", -1),
     )  # fmt: skip
 
 

@@ -269,14 +269,27 @@ class Trainer:
         from spiral.evaluation.exploitability import exact_readout
 
         t0 = time.perf_counter()
-        r = exact_readout(
-            self.policy, self.model, self.s.rollout.temperature, factories.learner_dtype(self.s)
-        )
+        think = self.s.rollout.action_mode == "think"  # thoughts sampled, moves exact (think_readout)
+        if think:
+            from spiral.evaluation.exploitability import think_readout
+
+            r = think_readout(
+                self.policy, self.s.rollout.temperature, self.s.eval.think_samples, self.s.run.seed
+            )
+        else:
+            r = exact_readout(
+                self.policy, self.model, self.s.rollout.temperature, factories.learner_dtype(self.s)
+            )
         seconds = time.perf_counter() - t0
         self.readouts = [x for x in self.readouts if x["step"] < self.step]
         avg = average_policy([x["probs"] for x in self.readouts] + [r.probs])
         row = {"step": self.step, "exploitability": r.exploitability, "avg_exploitability": exploitability(avg),
                "seconds": seconds, "probs": r.probs, "legal_mass": r.legal_mass}  # fmt: skip
+        extra = {}
+        if think:
+            row.update(ci_low=r.ci_low, ci_high=r.ci_high, diagnostics=r.diagnostics, examples=r.examples)
+            extra = {"eval/exploitability_lo": r.ci_low, "eval/exploitability_hi": r.ci_high,
+                     **{f"think/{k}": v for k, v in r.diagnostics.items()}}  # fmt: skip
         self.readouts.append(row)
         folder = self.run.path / "eval"
         folder.mkdir(exist_ok=True)
@@ -285,7 +298,7 @@ class Trainer:
         )
         mass = sum(r.legal_mass.values()) / len(r.legal_mass)
         return {"eval/exploitability": r.exploitability, "eval/avg_exploitability": row["avg_exploitability"],
-                "eval/legal_mass": mass, "eval/readout_seconds": seconds}  # fmt: skip
+                "eval/legal_mass": mass, "eval/readout_seconds": seconds, **extra}  # fmt: skip
 
     def _load_readouts(self) -> None:
         path = self.run.path / "eval" / "exploitability.jsonl"

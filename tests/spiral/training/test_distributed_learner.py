@@ -14,14 +14,21 @@ import pytest
 import torch
 
 from runkit.errors import UserError
-from spiral.config import parse_topology
-from spiral.device import check_device, resolve_device
+from spiral.device import check_device, parse_topology, resolve_device
 from spiral.training.distributed import DataParallel, World, rank_argv
 
 QWEN3 = ["--preset", "tiny-test", "--model", "tiny-qwen3", "--device", "cpu", "--threads", "1",
          "--set", "run.plots=false", "--set", "eval.at_start=false", "--set", "eval.every=0",
          "--set", "eval.games=1"]  # fmt: skip
 CONSTRAINED = ["--set", "rollout.action_mode=constrained", "--set", "learner.loss_norm=1.0"]
+THINK = [
+    "--set",
+    "rollout.action_mode=think",
+    "--set",
+    "rollout.think_tokens=6",
+    "--set",
+    "learner.micro_batch_tokens=300",
+]
 
 
 def _train(out: Path, steps: int, *extra: str, nproc: int = 1, resume: bool = False) -> None:
@@ -64,9 +71,9 @@ def _moved(a: dict, b: dict) -> float:
     return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
 
 
-@pytest.mark.parametrize("mode", ["free", "constrained"])
+@pytest.mark.parametrize("mode", ["free", "constrained", "think"])
 def test_two_gloo_ranks_give_the_update_of_one_process(tmp_path, mode):
-    extra = CONSTRAINED if mode == "constrained" else []
+    extra = {"free": [], "constrained": CONSTRAINED, "think": THINK}[mode]
     one, two = tmp_path / "one", tmp_path / "two"
     _train(one, 2, *extra)
     _train(two, 2, *extra, nproc=2)
