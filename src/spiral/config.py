@@ -203,7 +203,9 @@ class EvalSettings:
         "one-round KuhnPoker-v2 only: exact policy readout and OpenSpiel exploitability every K steps "
         "(eval/exploitability; 0 = off)",
     )
-    think_samples: int = opt(32, "think mode readout: thoughts sampled per information set (averaged policy)")
+    think_samples: int = opt(
+        32, "readout of think / free-form policies: thoughts or answers sampled per information set"
+    )
 
 
 @dataclass

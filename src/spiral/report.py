@@ -301,9 +301,41 @@ def exploitability_section(run: Path) -> str:
     return (
         f"<p>P(bet or call) at each information set, read from the logits; {len(rows)} readouts. Last: "
         f"exploitability {cell(last.get('exploitability'))}, average policy {cell(last.get('avg_exploitability'))}"
-        " (uniform random 0.458).</p>"
+        + (
+            f" [95 % interval over the sampled thoughts {cell(last['ci_low'])}, {cell(last['ci_high'])}]"
+            if "ci_low" in last
+            else ""
+        )
+        + " (uniform random 0.458).</p>"
         f"<table><tr><th>readout</th><th>step</th><th>exploitability</th>{head}</tr>{''.join(body)}</table>"
     )
+
+
+def thoughts_section(run: Path, per_infoset: int = 2) -> str:
+    """Think mode: the thought diagnostics and a few sampled thoughts per information set, verbatim, at the first
+    and the last readout of eval/exploitability.jsonl."""
+    path = run / "eval" / "exploitability.jsonl"
+    rows = (
+        [r for r in _read_jsonl(path) if isinstance(r.get("examples"), dict) and r["examples"]]
+        if path.is_file()
+        else []
+    )
+    if not rows:
+        return ""
+    parts = []
+    for name, r in (("first", rows[0]), ("last", rows[-1])):
+        diag = r.get("diagnostics") if isinstance(r.get("diagnostics"), dict) else {}
+        stats = ", ".join(
+            f"{html.escape(str(k))} {v:.3f}" for k, v in diag.items() if isinstance(v, (int, float))
+        )
+        items = "".join(
+            f"<li><b>{html.escape(str(k))}</b>: " + " | ".join(html.escape(_cut(str(t), 300)) for t in ts[:per_infoset])
+            + "</li>" for k, ts in r["examples"].items() if isinstance(ts, list)
+        )  # fmt: skip
+        parts.append(
+            f"<h3>{name} readout (step {html.escape(str(r.get('step')))})</h3><p>{stats}</p><ul>{items}</ul>"
+        )
+    return "".join(parts)
 
 
 def build_report(run_dir: str | Path, out: str | Path | None = None, transcripts: int = 2) -> Path:
@@ -337,6 +369,9 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, transcripts
     readout = exploitability_section(run)
     if readout:
         sections.append(("Kuhn policy readout and exploitability", readout))
+    thoughts = thoughts_section(run)
+    if thoughts:
+        sections.append(("Thoughts (think mode)", thoughts))
 
     eval_dir = run / "eval"
     summaries = sorted(eval_dir.rglob("summary.json")) if eval_dir.is_dir() else []

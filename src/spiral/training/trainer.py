@@ -269,17 +269,27 @@ class Trainer:
         from spiral.evaluation.exploitability import exact_readout
 
         t0 = time.perf_counter()
-        think = self.s.rollout.action_mode == "think"  # thoughts sampled, moves exact (think_readout)
-        if think:
+        mode, temp, m = self.s.rollout.action_mode, self.s.rollout.temperature, self.s.eval.think_samples
+        think = (
+            mode != "constrained"
+        )  # sampled: thoughts (moves exact after them), or free-form answers parsed
+        if mode == "think":
             from spiral.evaluation.exploitability import think_readout
 
-            r = think_readout(
-                self.policy, self.s.rollout.temperature, self.s.eval.think_samples, self.s.run.seed
+            r = think_readout(self.policy, temp, m, self.s.run.seed)
+        elif mode == "free":
+            from spiral.evaluation.exploitability import sampled_readout
+
+            r = sampled_readout(
+                self.policy,
+                temp,
+                self.s.rollout.max_new_tokens,
+                m,
+                self.s.rollout.parse_mode,
+                self.s.run.seed,
             )
         else:
-            r = exact_readout(
-                self.policy, self.model, self.s.rollout.temperature, factories.learner_dtype(self.s)
-            )
+            r = exact_readout(self.policy, self.model, temp, factories.learner_dtype(self.s))
         seconds = time.perf_counter() - t0
         self.readouts = [x for x in self.readouts if x["step"] < self.step]
         avg = average_policy([x["probs"] for x in self.readouts] + [r.probs])

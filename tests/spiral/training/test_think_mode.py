@@ -122,7 +122,23 @@ def test_a_think_run_logs_readouts_and_diagnostics(tiny_run, capsys):
     assert all(x["ci_low"] <= x["ci_high"] and "card_accuracy" in x["diagnostics"] for x in rows)
     metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert any("think/tv" in m for m in metrics)
+    from spiral.report import build_report
+
+    page = build_report(run).read_text()
+    assert (
+        "Thoughts (think mode)" in page
+        and "card_accuracy" in page
+        and "interval over the sampled thoughts" in page
+    )
     capsys.readouterr()
     assert main(["eval", "exploitability", "--policy", str(run), "--exact", "--samples", "3", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["method"] == "think" and out["ci_low"] <= out["ci_high"] and out["samples"] == 3
+
+
+def test_a_free_form_run_reads_its_policy_from_sampled_answers(tiny_run):
+    run = tiny_run(1, "--set", "eval.exploitability_every=1", "--set", "eval.think_samples=4")
+    rows = [json.loads(x) for x in (run / "eval" / "exploitability.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in rows] == [0, 1]
+    for x in rows:  # a random tiny model names a legal move in almost none of its answers
+        assert x["ci_low"] <= x["ci_high"] and all(0 <= m <= 1 for m in x["legal_mass"].values())
