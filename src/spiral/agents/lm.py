@@ -136,8 +136,9 @@ class ThinkPolicy(LMPolicy):
         prompts = self.format.encode(observations)
         thoughts = self.generator.sample(prompts, sampling, self.budget)
         cands = [self.candidates.for_legal(list(lg)) for lg in legal]
-        seqs = [p + th for p, (th, _, _) in zip(prompts, thoughts, strict=True)]
-        scores = self.generator.moves.scores(seqs, cands, sampling.temperature or 1.0)
+        scores = self.generator.move_scores(
+            prompts, [th for th, _, _ in thoughts], cands, sampling.temperature or 1.0
+        )
         out = []
         for p, (th, lps, trunc), cs, sc in zip(prompts, thoughts, cands, scores, strict=True):
             lp = torch.log_softmax(sc, dim=-1)

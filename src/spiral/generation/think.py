@@ -87,6 +87,30 @@ class ThinkSampler:
     def set_state(self, state: torch.Tensor) -> None:
         self.rng.set_state(state)
 
+    @torch.no_grad()
+    def move_scores(self, prompts, thoughts, candidates, temperature: float = 1.0, chunk_tokens: int = 8192):
+        """Candidate sequence log-probs after each prompt + thought, with the live model and the learner's own
+        function (`score_thought_tokens`): distinct prompts once per chunk, thoughts and move trees on their caches."""
+        from spiral.device import autocast_for
+
+        model = self.moves.model
+        was = model.training
+        model.eval()
+        out: list[torch.Tensor | None] = [None] * len(prompts)
+        try:
+            for chunk in think_chunks(prompts, [len(t) for t in thoughts], chunk_tokens):
+                distinct: dict[tuple, int] = {}
+                rows = [distinct.setdefault(tuple(prompts[i]), len(distinct)) for i in chunk]
+                with autocast_for(self.moves.dtype, next(model.parameters()).device):
+                    _, scores = score_thought_tokens(model, [list(p) for p in distinct], rows,
+                                                     [thoughts[i] for i in chunk], [candidates[i] for i in chunk],
+                                                     temperature)  # fmt: skip
+                for i, sc in zip(chunk, scores, strict=True):
+                    out[i] = sc.float().cpu()
+        finally:
+            model.train(was)
+        return out
+
     def sample(self, prompts: list[list[int]], sampling: Sampling, budget: int):
         """[(thought tokens, their log-probs, hit the budget)] for each prompt."""
         gen = self.thoughts.generate(prompts, Sampling(sampling.temperature, sampling.top_p, budget))
@@ -95,6 +119,23 @@ class ThinkSampler:
             th, lp = cut_thought(toks, lps, self.tokenizer, self.stop)
             out.append((th, lp, trunc and len(th) == len(toks)))
         return out
+
+
+def think_chunks(prompts: list[list[int]], lengths: list[int], budget: int) -> list[list[int]]:
+    """Indices of turns (sorted by prompt) in chunks of about `budget` tokens, a distinct prompt's tokens counted
+    once per chunk and each turn's `lengths` (thought + move) once."""
+    order = sorted(range(len(prompts)), key=lambda i: prompts[i])
+    chunks: list[list[int]] = [[]]
+    used, last = 0, None
+    for i in order:
+        size = lengths[i] + (len(prompts[i]) if prompts[i] != last else 0)
+        if chunks[-1] and used + size > budget:
+            chunks.append([])
+            used, size = 0, lengths[i] + len(prompts[i])
+        chunks[-1].append(i)
+        used += size
+        last = prompts[i]
+    return [c for c in chunks if c]
 
 
 def score_thoughts(

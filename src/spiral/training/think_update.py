@@ -11,7 +11,7 @@ The KL term (`learner.kl_coef`) is exact over the legal moves plus the k3 estima
 that is what regularises the thoughts (toward the KL reference, the moving magnet in the presets); nothing else
 does.
 
-Each chunk of turns (about `micro_batch_tokens` tokens) is one forward of its distinct prompts (shared prefixes
+Each chunk of turns (about `micro_batch_tokens` tokens, a distinct prompt counted once) is one forward of its distinct prompts (shared prefixes
 once) and one of its turns' thoughts and candidate trees on those prompts' caches (`score_thought_tokens`).
 """
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from spiral.generation.think import score_thought_tokens
+from spiral.generation.think import score_thought_tokens, think_chunks
 from spiral.training.losses import kl_penalty, ppo_clip_loss
 
 
@@ -27,17 +27,9 @@ def update_think(learner, turns: list, step: int) -> dict[str, float]:
     """`ppo_epochs` optimizer steps over think-mode turns; returns train/ metrics."""
     s, dev = learner.s, learner.device
     lr = learner._set_lr(step)
-    order = sorted(turns, key=lambda t: t.prompt_ids)
     budget = s.micro_batch_tokens if s.micro_batch_tokens > 0 else 4096
-    chunks: list[list] = [[]]
-    used = 0
-    for t in order:
-        size = len(t.prompt_ids) + len(t.response_ids)
-        if chunks[-1] and used + size > budget:
-            chunks.append([])
-            used = 0
-        chunks[-1].append(t)
-        used += size
+    index = think_chunks([t.prompt_ids for t in turns], [len(t.response_ids) for t in turns], budget)
+    chunks = [[turns[i] for i in c] for c in index]
     n = len(turns)
     use_ref = s.kl_coef > 0 and learner.ref_model is not None
     ref_cache: dict[int, tuple] = {}
