@@ -176,6 +176,11 @@ class Leader:
         broadcast(("reference", adapters))
         self.learner.set_reference(ref_model)
 
+    def sync_weights(self) -> None:
+        """Every rank takes rank 0's trainable weights (after a warm-up that only rank 0 ran)."""
+        broadcast(("sync",))
+        share_weights(self.learner.model)
+
     def close(self) -> None:
         broadcast(("stop",))
 
@@ -194,6 +199,14 @@ def reference_of(model, adapters: dict | None = None) -> nn.Module:
         model.load_state_dict(current, strict=False)
 
 
+def share_weights(model: nn.Module) -> None:
+    """Rank 0's trainable parameters to every rank (one broadcast per tensor, through the process group)."""
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                dist.broadcast(p.data, src=0)
+
+
 def serve(learner, model) -> None:
     """A follower's loop: updates and reference moves until rank 0 stops."""
     while True:
@@ -202,6 +215,8 @@ def serve(learner, model) -> None:
             learner.update(msg[1], msg[2])
         elif msg[0] == "reference":
             learner.set_reference(reference_of(model, msg[1]))
+        elif msg[0] == "sync":
+            share_weights(model)
         elif msg[0] == "stop":
             return
         elif msg[0] == "error":

@@ -346,6 +346,8 @@ class Trainer:
         if self.s.eval.at_start:
             self.metrics.log(0, {f"base/{k}": v for k, v in self.evaluate("base").items()})
         stats = run_warmup(self.model, self.policy, self.collector, self.s, log=self.log)
+        if self.world.size > 1:
+            self.learner.sync_weights()  # the warm-up ran on rank 0 only
         self.metrics.log(0, stats)
         self.warmup_done = True
 

@@ -71,9 +71,15 @@ def _moved(a: dict, b: dict) -> float:
     return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
 
 
-@pytest.mark.parametrize("mode", ["free", "constrained", "think"])
+@pytest.mark.parametrize("mode", ["free", "constrained", "think", "warmup"])
 def test_two_gloo_ranks_give_the_update_of_one_process(tmp_path, mode):
-    extra = {"free": [], "constrained": CONSTRAINED, "think": THINK}[mode]
+    warmup = [
+        "--set",
+        "warmup.rounds=1",
+        "--set",
+        "warmup.accept=lenient",
+    ]  # a warm-up on rank 0, then shared
+    extra = {"free": [], "constrained": CONSTRAINED, "think": THINK, "warmup": warmup}[mode]
     one, two = tmp_path / "one", tmp_path / "two"
     _train(one, 2, *extra)
     _train(two, 2, *extra, nproc=2)
@@ -211,3 +217,31 @@ def test_paper_preset_without_a_gpu_is_one_line(tmp_path, capsys):
                  str(tmp_path / "r")]) == 2  # fmt: skip
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no CUDA GPU" in err, err
+
+
+def _share(rank: int, port: int, out: str) -> None:
+    import torch.distributed as dist
+
+    from spiral.training.distributed import share_weights
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    torch.manual_seed(rank)  # different weights on each rank
+    layer = torch.nn.Linear(4, 3)
+    layer.bias.requires_grad_(False)  # frozen tensors stay as they are
+    share_weights(layer)
+    torch.save({"weight": layer.weight.detach(), "bias": layer.bias.detach()}, f"{out}/{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_share_weights_gives_every_rank_rank_0s_trainable_weights(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_share, args=(port, str(tmp_path)), nprocs=2)
+    a, b = torch.load(tmp_path / "0.pt"), torch.load(tmp_path / "1.pt")
+    assert torch.equal(a["weight"], b["weight"])
+    assert not torch.equal(a["bias"], b["bias"])
