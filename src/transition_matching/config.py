@@ -34,6 +34,8 @@ class TrainConfig:
     schedule: str = opt("uniform", "ARTM/FHTM t/T schedule: uniform or a list such as 0,0.5,0.75,1 (sets T)")
     dtm_time: str = opt("continuous", "DTM training time: continuous (any T at sampling) or discrete (k/T)")
     head_draws: int = opt(1, "(s, Y_0) draws per backbone pass in the head loss")
+    time_dist: str = opt("uniform", "t of FM and DTM (continuous): uniform or logit_normal[:M,S]")
+    head_time_dist: str = opt("uniform", "the head's s in its loss: uniform or logit_normal[:M,S]")
     p_uncond: float = opt(0.15, "label drop probability for classifier-free guidance (labelled data)")
     backbone: str = opt("auto", "auto, mlp (one-token data) or transformer")
     width: int = opt(0, "backbone width (0 = auto)")
@@ -124,6 +126,10 @@ def check_values(cfg: TrainConfig) -> None:
         low = _AT_LEAST.get(f.name)
         if low is not None and value < low:
             raise UserError(f"{flag} must be >= {low}, got {value!r}")
+    from transition_matching.processes import parse_time_dist
+
+    parse_time_dist(cfg.time_dist)
+    parse_time_dist(cfg.head_time_dist)
     if not cfg.lr > 0:
         raise UserError(f"--lr must be > 0, got {cfg.lr!r}")
     if not 0 <= cfg.ema < 1 or not 0 <= cfg.p_uncond <= 1:

@@ -15,7 +15,8 @@ def method_config(cfg: TrainConfig) -> MethodConfig:
     """The method settings of a training config."""
     schedule = None if cfg.schedule == "uniform" else parse_schedule(cfg.schedule, cfg.T)
     T = len(schedule) - 1 if schedule else cfg.T
-    return MethodConfig(cfg.method, T, schedule, cfg.dtm_time, cfg.head_draws, cfg.p_uncond)
+    return MethodConfig(cfg.method, T, schedule, cfg.dtm_time, cfg.head_draws, cfg.p_uncond, cfg.time_dist,
+                        cfg.head_time_dist)  # fmt: skip
 
 
 def build(cfg: TrainConfig, n_tokens: int, token_dim: int, num_classes: int):

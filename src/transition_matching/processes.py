@@ -5,6 +5,7 @@ Time runs from t = 0 (noise) to t = T (data); `schedule` holds the fractions t_k
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -84,9 +85,39 @@ class HeadPathSample:
     target: Tensor  # (N, d)
 
 
-def head_path(Y: Tensor, generator: torch.Generator | None = None) -> HeadPathSample:
-    """Draw s ~ U[0, 1] and Y_0 ~ N(0, I) per row of Y (N, d) and build Y_s and the target."""
-    s = torch.rand(Y.shape[0], generator=generator, dtype=Y.dtype)
+def parse_time_dist(text: str) -> tuple[str, float, float]:
+    """A time distribution setting: `uniform`, or `logit_normal[:M,S]` (sigmoid of N(M, S^2); default 0, 1)."""
+    from runkit.errors import UserError
+
+    name, _, params = text.strip().partition(":")
+    if name == "uniform" and not params:
+        return "uniform", 0.0, 1.0
+    if name == "logit_normal":
+        try:
+            m, sd = (float(x) for x in params.split(",")) if params else (0.0, 1.0)
+        except ValueError:
+            m = sd = float("nan")
+        if math.isfinite(m) and math.isfinite(sd) and 0 < sd <= 10 and abs(m) <= 10:
+            return "logit_normal", m, sd
+    raise UserError(
+        f"time distribution must be uniform or logit_normal[:M,S] (0 < S <= 10, |M| <= 10), got {text!r}"
+    )
+
+
+def draw_unit_time(
+    n: int, dist: str = "uniform", generator: torch.Generator | None = None, dtype=None
+) -> Tensor:
+    """n times in (0, 1): U[0, 1) (the draws of torch.rand, as before this setting existed), or logit-normal
+    (more weight in the middle of the path, as SD3 and DTM++ sample t and s)."""
+    name, m, sd = parse_time_dist(dist)
+    if name == "uniform":
+        return torch.rand(n, generator=generator, dtype=dtype)
+    return torch.sigmoid(m + sd * torch.randn(n, generator=generator, dtype=dtype))
+
+
+def head_path(Y: Tensor, generator: torch.Generator | None = None, dist: str = "uniform") -> HeadPathSample:
+    """Draw s (U[0, 1], or `dist`) and Y_0 ~ N(0, I) per row of Y (N, d) and build Y_s and the target."""
+    s = draw_unit_time(Y.shape[0], dist, generator, Y.dtype)
     Y_0 = torch.randn(Y.shape, generator=generator, dtype=Y.dtype)
     Y_s = interpolate(Y_0, Y, s)
     return HeadPathSample(s=s, Y_0=Y_0, Y_s=Y_s, target=Y - Y_0)

@@ -52,7 +52,7 @@ class ARTM:
         h_t = h[:, n - 1 :]  # (B, n, w): position n-1+i predicts token i of X_{t+1}
         loss = head_loss(
             model.head, h_t.reshape(B * n, -1), X_next.reshape(B * n, d), tau.repeat_interleave(n),
-            self.cfg.head_draws, generator,
+            self.cfg.head_draws, generator, self.cfg.head_time_dist,
         )  # fmt: skip
         return LossOutput(loss, {"train/loss": loss.item()})
 

@@ -24,6 +24,8 @@ class MethodConfig:
     dtm_time: str = "continuous"  # DTM: continuous t/T ~ U[0,1) (any T at sampling) or discrete k/T
     head_draws: int = 1  # (s, Y_0) draws per backbone pass in the head loss
     p_uncond: float = 0.15  # probability of dropping the label (classifier-free guidance)
+    time_dist: str = "uniform"  # FM's t and DTM's continuous t/T: uniform or logit_normal[:M,S]
+    head_time_dist: str = "uniform"  # the head's s in its flow-matching loss
 
 
 @dataclass
@@ -90,13 +92,19 @@ def drop_labels(
 
 
 def head_loss(
-    head: nn.Module, h: Tensor, Y: Tensor, t: Tensor | None, draws: int, generator: torch.Generator | None
+    head: nn.Module,
+    h: Tensor,
+    Y: Tensor,
+    t: Tensor | None,
+    draws: int,
+    generator: torch.Generator | None,
+    dist: str = "uniform",
 ) -> Tensor:
     """Flow-matching loss of the head on rows h (N, w), latents Y (N, d), with `draws` (s, Y_0) per row."""
     cond = head.condition(h, t)  # once per backbone row, shared by its draws
     if draws > 1:
         cond, Y = cond.repeat(draws), Y.repeat(draws, 1)
-    path = head_path(Y, generator)
+    path = head_path(Y, generator, dist)
     return F.mse_loss(head.step(cond, path.Y_s, path.s), path.target)
 
 

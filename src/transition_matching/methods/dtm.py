@@ -17,7 +17,7 @@ from transition_matching.methods.base import (
     solve_head,
     start_sampling,
 )
-from transition_matching.processes import interpolate
+from transition_matching.processes import draw_unit_time, interpolate
 
 
 class DTM:
@@ -39,7 +39,7 @@ class DTM:
     def draw_time(self, B: int, generator: torch.Generator) -> Tensor:
         """t/T per sample: U[0, 1) when continuous, else k/T with k ~ U{0..T-1}."""
         if self.cfg.dtm_time == "continuous":
-            return torch.rand(B, generator=generator)
+            return draw_unit_time(B, self.cfg.time_dist, generator)
         return torch.randint(0, self.cfg.T, (B,), generator=generator).float() / self.cfg.T
 
     def loss(
@@ -55,7 +55,13 @@ class DTM:
         h_t = model.backbone(X_t, tau[:, None].expand(B, n), labels)  # (B, n, w)
         t_rows = tau.repeat_interleave(n)  # (B*n,)
         loss = head_loss(
-            model.head, h_t.reshape(B * n, -1), Y.reshape(B * n, d), t_rows, self.cfg.head_draws, generator
+            model.head,
+            h_t.reshape(B * n, -1),
+            Y.reshape(B * n, d),
+            t_rows,
+            self.cfg.head_draws,
+            generator,
+            self.cfg.head_time_dist,
         )
         return LossOutput(loss, {"train/loss": loss.item()})
 

@@ -63,6 +63,7 @@ class FHTM:
             None,
             self.cfg.head_draws,
             generator,
+            self.cfg.head_time_dist,
         )
         return LossOutput(loss, {"train/loss": loss.item()})
 

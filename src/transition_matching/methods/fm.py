@@ -15,7 +15,7 @@ from transition_matching.methods.base import (
     drop_labels,
     start_sampling,
 )
-from transition_matching.processes import interpolate
+from transition_matching.processes import draw_unit_time, interpolate
 from transition_matching.solvers import evals_per_step, ode_step
 
 
@@ -44,7 +44,7 @@ class FM:
     ) -> LossOutput:
         """MSE between the predicted velocity at X_t and X_T - X_0."""
         X_0 = torch.randn(X_T.shape, generator=generator)
-        t = torch.rand(X_T.shape[0], generator=generator)
+        t = draw_unit_time(X_T.shape[0], self.cfg.time_dist, generator)
         labels = drop_labels(labels, self.cfg.p_uncond, model.null_class, generator)
         loss = F.mse_loss(self.velocity(model, interpolate(X_0, X_T, t), t, labels), X_T - X_0)
         return LossOutput(loss, {"train/loss": loss.item()})
