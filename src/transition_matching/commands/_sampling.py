@@ -15,8 +15,12 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, n: int) -> None:
     parser.add_argument("--steps", type=int, help="TM steps T (FM: ODE steps) [run default]")
     parser.add_argument("--head-steps", type=int, help="head ODE steps per transition [run default]")
     parser.add_argument("--cfg", type=float, default=1.0, help="classifier-free guidance scale [1.0 = off]")
-    parser.add_argument("--solver", default="euler", help="FM ODE solver: euler or midpoint [euler]")
-    parser.add_argument("--head-solver", default="euler", help="head ODE solver: euler or midpoint [euler]")
+    parser.add_argument(
+        "--solver", default="euler", help="FM solver: euler, midpoint or sde[:ETA] (stochastic) [euler]"
+    )
+    parser.add_argument(
+        "--head-solver", default="euler", help="head solver: euler, midpoint or sde[:ETA] [euler]"
+    )
     parser.add_argument("--seed", type=int, default=0, help="sampling seed [0]")
     parser.add_argument("--method", help="fail unless the run was trained with this method")
     parser.add_argument("--raw-weights", action="store_true", help="use the raw weights instead of the EMA")

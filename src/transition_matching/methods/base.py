@@ -180,4 +180,4 @@ def solve_head(
     def velocity(Y: Tensor, s: float) -> Tensor:
         return g.combine(head.step(cond, g.batch(Y), torch.full((1,), s)))
 
-    return solve(velocity, Y_0, opts.head_steps, opts.head_solver)
+    return solve(velocity, Y_0, opts.head_steps, opts.head_solver, generator=generator)

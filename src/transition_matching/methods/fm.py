@@ -68,7 +68,7 @@ class FM:
 
         dt = 1.0 / opts.steps
         for k in range(opts.steps):
-            X = ode_step(u, X, k * dt, dt, opts.solver)
+            X = ode_step(u, X, k * dt, dt, opts.solver, generator)
             if opts.trajectory:
                 states.append(X)
         traj = torch.stack(states) if opts.trajectory else None
