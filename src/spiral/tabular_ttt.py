@@ -76,7 +76,9 @@ class TTTSettings:
 
 def _ppo(table: BoardTable, ref: torch.Tensor, opt, batch: list, s: TTTSettings) -> None:
     rows = [t.prompt_ids[0] for t in batch]
-    masks = torch.full((len(batch), 9), -1e9)  # illegal cells: probability 0 (finite, so gradients stay finite)
+    masks = torch.full(
+        (len(batch), 9), -1e9
+    )  # illegal cells: probability 0 (finite, so gradients stay finite)
     for i, t in enumerate(batch):
         masks[i, [c[0] for c in t.candidates]] = 0.0
     cells = torch.tensor([t.candidates[t.choice][0] for t in batch])
