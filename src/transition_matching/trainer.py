@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from runkit.checkpoint import (
     require_state,
     save_checkpoint,
 )
+from runkit.distributed import World, init_world
 from runkit.errors import UserError
 from runkit.io import atomic_write_json
 from runkit.metrics import MetricsLogger
@@ -41,28 +41,6 @@ class TrainResult:
     loss: float
     seconds: float  # training wall time of this call, without the time spent in on_evaluate
     eval_seconds: float = 0.0  # time spent in on_evaluate
-
-
-@dataclass
-class World:
-    """This process's place among the training processes."""
-
-    rank: int = 0
-    size: int = 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_world() -> World:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1), gloo backend on CPU."""
-    size = int(os.environ.get("WORLD_SIZE", "1"))
-    if size <= 1:
-        return World()
-    if not dist.is_initialized():
-        dist.init_process_group("gloo")
-    return World(dist.get_rank(), dist.get_world_size())
 
 
 def load_training_data(cfg: TrainConfig) -> Dataset:

@@ -42,6 +42,13 @@ def stop_ids(model, tokenizer) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
+def draw_move(logp: torch.Tensor, sampling: Sampling, rng: torch.Generator) -> int:
+    """A legal move's index from its log-probs: the most likely at temperature 0, else a draw with `rng`."""
+    if sampling.temperature == 0:
+        return int(logp.argmax())
+    return int(torch.multinomial(logp.exp(), 1, generator=rng))
+
+
 class LMPolicy:
     """Observations in, sampled responses out: prompt format + tokenizer + generator."""
 
@@ -103,10 +110,7 @@ class ConstrainedPolicy(LMPolicy):
             k = distinct[(obs, tuple(lg))]
             p = list(encoded[k])
             lp = logps[k]
-            if sampling.temperature == 0:
-                i = int(lp.argmax())
-            else:
-                i = int(torch.multinomial(lp.exp(), 1, generator=self.generator.rng))
+            i = draw_move(lp, sampling, self.generator.rng)
             text = self.tokenizer.decode(cands[k][i])
             out.append(Response(p, list(cands[k][i]), [float(lp[i])], text, False, cands[k], i))
         return out
@@ -142,10 +146,7 @@ class ThinkPolicy(LMPolicy):
         out = []
         for p, (th, lps, trunc), cs, sc in zip(prompts, thoughts, cands, scores, strict=True):
             lp = torch.log_softmax(sc, dim=-1)
-            if sampling.temperature == 0:
-                i = int(lp.argmax())
-            else:
-                i = int(torch.multinomial(lp.exp(), 1, generator=self.generator.rng))
+            i = draw_move(lp, sampling, self.generator.rng)
             text = (
                 self.tokenizer.decode(th, skip_special_tokens=True).rstrip()
                 + " "

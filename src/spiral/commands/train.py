@@ -169,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
     if args.help_settings:
         print(settings_help())
         return 0
+    from runkit.distributed import World
     from spiral.training import distributed
 
     if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:  # a learner rank under torchrun
@@ -185,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
             ("start", settings.to_dict(), str(run_dir.path), str(found[1]) if found else None)
         )
     else:
-        world = distributed.World()
+        world = World()
         if not args.print_config:
             topology = resolve(args, create=False)[0].run.topology
             ranks = parse_topology(topology)[1]

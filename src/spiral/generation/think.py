@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import torch
 
-from spiral.generation.actions import MoveSampler, candidate_trie, tree_mask
+from spiral.generation.actions import candidate_trie, tree_mask
 from spiral.generation.base import Sampling
 from spiral.generation.prefix import forward_shared_prefixes
 
@@ -72,10 +72,8 @@ class ThinkSampler:
     def __init__(self, thoughts, model, tokenizer, stop: list[int], dtype: str = "fp32") -> None:
         self.thoughts, self.tokenizer, self.stop = thoughts, tokenizer, set(stop)
         thoughts.stop_rule = ThoughtStop(tokenizer)
-        self.moves = MoveSampler(model, dtype)
-        self.moves.rng = thoughts.rng  # one sampling stream: one state in checkpoints
-        self.rng = thoughts.rng
-        self.model = model
+        self.rng = thoughts.rng  # thoughts and moves: one sampling stream, one state in checkpoints
+        self.model, self.dtype = model, dtype
 
     def load_weights(self, policy) -> None:
         """Copy the learner's weights into the thought sampler (moves are scored with the live model)."""
@@ -93,7 +91,7 @@ class ThinkSampler:
         function (`score_thought_tokens`): distinct prompts once per chunk, thoughts and move trees on their caches."""
         from spiral.device import autocast_for
 
-        model = self.moves.model
+        model = self.model
         was = model.training
         model.eval()
         out: list[torch.Tensor | None] = [None] * len(prompts)
@@ -101,7 +99,7 @@ class ThinkSampler:
             for chunk in think_chunks(prompts, [len(t) for t in thoughts], chunk_tokens):
                 distinct: dict[tuple, int] = {}
                 rows = [distinct.setdefault(tuple(prompts[i]), len(distinct)) for i in chunk]
-                with autocast_for(self.moves.dtype, next(model.parameters()).device):
+                with autocast_for(self.dtype, next(model.parameters()).device):
                     _, scores = score_thought_tokens(model, [list(p) for p in distinct], rows,
                                                      [thoughts[i] for i in chunk], [candidates[i] for i in chunk],
                                                      temperature)  # fmt: skip

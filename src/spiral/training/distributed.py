@@ -23,35 +23,20 @@ import os
 import subprocess
 import sys
 from contextlib import nullcontext
-from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from runkit.distributed import World
+from runkit.distributed import init_world as _init_world
 from runkit.errors import UserError
 
 
-@dataclass
-class World:
-    """This process's place among the learner ranks."""
-
-    rank: int = 0
-    size: int = 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
 def init_world() -> World:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1): NCCL for GPUs, gloo for the CPU."""
-    size = int(os.environ.get("WORLD_SIZE", "1") or 1)
-    if size <= 1:
-        return World()
-    if not dist.is_initialized():  # messages and metric sums on the CPU (gloo), DDP's GPU buckets on NCCL
-        dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
-    return World(dist.get_rank(), dist.get_world_size())
+    """Join the process group when launched by torchrun: messages and metric sums on the CPU (gloo), DDP's GPU
+    buckets on NCCL when there are GPUs."""
+    return _init_world("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
 
 
 def relaunch(topology: str, nproc: int, argv: list[str]) -> int:

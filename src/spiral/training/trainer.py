@@ -25,6 +25,7 @@ from runkit.checkpoint import (
     require_state,
     save_checkpoint,
 )
+from runkit.distributed import World
 from runkit.errors import UserError
 from runkit.io import append_text, atomic_write_json, atomic_write_text, truncate_jsonl
 from runkit.metrics import MetricsLogger
@@ -38,7 +39,7 @@ from spiral.model import is_peft, plain_copy, resolve_gen_dtype
 from spiral.phases import PHASES, phase_summary
 from spiral.training import factories
 from spiral.training.advantage import AdvantageEstimator, drop_zero
-from spiral.training.distributed import Leader, World
+from spiral.training.distributed import Leader
 from spiral.training.factories import check_settings, kuhn_one_round, make_collector, make_policy
 from spiral.training.learner import _is_oom
 from spiral.training.opponents import rated_pool
