@@ -47,8 +47,6 @@ def check_settings(s: Settings) -> None:
     if not (name in SMOLLM2_ALIASES or is_tiny(name)):
         resolve_folder(name)  # a folder that is not there: one line
     resolve_device(s.model.device)  # a GPU that is not there: one line before the run folder is made
-    if not (name in SMOLLM2_ALIASES or is_tiny(name)):
-        resolve_folder(name)
     limit = model_positions(name)
     if limit is not None and s.rollout.max_new_tokens + MIN_PROMPT > limit:
         raise UserError(
