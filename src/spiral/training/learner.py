@@ -296,9 +296,8 @@ class Learner:
             lp = torch.cat([torch.log_softmax(sc.float(), dim=-1) for sc in scores])
             sizes = torch.tensor([len(sc) for sc in scores], device=dev)
             seg = torch.repeat_interleave(torch.arange(len(chunk), device=dev), sizes)
-            w = torch.tensor([len(members[k]) / n for k in chunk], device=dev)[
-                seg
-            ]  # each prompt weighted by its turns
+            weight = torch.tensor([len(members[k]) / n for k in chunk], device=dev)  # by the prompt's turns
+            w = weight[seg]
             p = lp.exp()
             ent = (w * -(p * lp)).sum()  # exact entropy over the legal moves
             kl = (w * p * (lp - torch.cat(ref))).sum() if ref is not None else None
