@@ -277,7 +277,7 @@ class Trainer:
         if mode == "think":
             from spiral.evaluation.exploitability import think_readout
 
-            r = think_readout(self.policy, temp, m, self.s.run.seed)
+            r = think_readout(self.policy, temp, m, self.s.run.seed, keep_examples=m)  # every thought kept
         elif mode == "free":
             from spiral.evaluation.exploitability import sampled_readout
 
