@@ -262,54 +262,14 @@ class Trainer:
 
     # ---- exact readout, reference, opponent pool ----------------------------------------------------
     def readout(self) -> dict[str, float]:
-        """One-round KuhnPoker-v2 runs: the exact policy readout, its exploitability, that of the average
-        policy (reach-weighted over every readout of the run so far), appended to eval/exploitability.jsonl."""
+        """One-round KuhnPoker-v2 runs: the policy readout and its exploitability (spiral.training.readouts)."""
         if not kuhn_one_round(self.s):
             return {}
-        from spiral.agents.kuhn import average_policy, exploitability
-        from spiral.evaluation.exploitability import exact_readout
+        from spiral.training.readouts import take_readout
 
-        t0 = time.perf_counter()
-        mode, temp, m = self.s.rollout.action_mode, self.s.rollout.temperature, self.s.eval.think_samples
-        think = (
-            mode != "constrained"
-        )  # sampled: thoughts (moves exact after them), or free-form answers parsed
-        if mode == "think":
-            from spiral.evaluation.exploitability import think_readout
-
-            r = think_readout(self.policy, temp, m, self.s.run.seed, keep_examples=m)  # every thought kept
-        elif mode == "free":
-            from spiral.evaluation.exploitability import sampled_readout
-
-            r = sampled_readout(
-                self.policy,
-                temp,
-                self.s.rollout.max_new_tokens,
-                m,
-                self.s.rollout.parse_mode,
-                self.s.run.seed,
-            )
-        else:
-            r = exact_readout(self.policy, self.model, temp, factories.learner_dtype(self.s))
-        seconds = time.perf_counter() - t0
-        self.readouts = [x for x in self.readouts if x["step"] < self.step]
-        avg = average_policy([x["probs"] for x in self.readouts] + [r.probs])
-        row = {"step": self.step, "exploitability": r.exploitability, "avg_exploitability": exploitability(avg),
-               "seconds": seconds, "probs": r.probs, "legal_mass": r.legal_mass}  # fmt: skip
-        extra = {}
-        if think:
-            row.update(ci_low=r.ci_low, ci_high=r.ci_high, diagnostics=r.diagnostics, examples=r.examples)
-            extra = {"eval/exploitability_lo": r.ci_low, "eval/exploitability_hi": r.ci_high,
-                     **{f"think/{k}": v for k, v in r.diagnostics.items()}}  # fmt: skip
-        self.readouts.append(row)
-        folder = self.run.path / "eval"
-        folder.mkdir(exist_ok=True)
-        atomic_write_text(
-            folder / "exploitability.jsonl", "".join(json.dumps(x) + "\n" for x in self.readouts)
-        )
-        mass = sum(r.legal_mass.values()) / len(r.legal_mass)
-        return {"eval/exploitability": r.exploitability, "eval/avg_exploitability": row["avg_exploitability"],
-                "eval/legal_mass": mass, "eval/readout_seconds": seconds, **extra}  # fmt: skip
+        metrics, self.readouts = take_readout(self.s, self.policy, self.model, self.step, self.readouts,
+                                              self.run.path / "eval")  # fmt: skip
+        return metrics
 
     def _load_readouts(self) -> None:
         path = self.run.path / "eval" / "exploitability.jsonl"
