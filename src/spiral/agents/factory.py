@@ -9,7 +9,7 @@ from runkit.errors import UserError
 from spiral.agents.base import Agent
 
 LM_NAMES = ("smollm2-135m-instruct", "tiny", "tiny-qwen3")
-OPTIMAL = {"TicTacToe-v0": "minimax", "SimpleNegotiation-v1": "heuristic"}
+OPTIMAL = {"TicTacToe-v0": "minimax", "SimpleNegotiation-v1": "minimax"}
 SPECS = (
     "random, optimal, minimax, nash[:alpha=A], best-response[:vs=random|nash,alpha=A], heuristic, human, api:MODEL@BASE_URL, a model folder, "
     + ", ".join(LM_NAMES)
@@ -100,9 +100,13 @@ def make_agent(spec: str, env_id: str, seed: int | None = None, **kwargs) -> Age
 
         return RandomAgent(seed)
     if name == "minimax":
+        _require(env_id, env_id in OPTIMAL, spec, ", ".join(OPTIMAL))
+        if env_id == "SimpleNegotiation-v1":
+            from spiral.agents.negotiation_minimax import NegotiationMinimaxAgent
+
+            return NegotiationMinimaxAgent(seed)
         from spiral.agents.minimax import MinimaxAgent
 
-        _require(env_id, env_id == "TicTacToe-v0", spec, "TicTacToe-v0")
         return MinimaxAgent(seed)
     if name in ("nash", "best-response"):
         return _kuhn_agent(name, opts, env_id, seed)

@@ -67,6 +67,15 @@ def parse_token(region: str) -> str | None:
     return " ".join(bare.group(1).split()) if bare else None
 
 
+def offer_terms(token: str) -> tuple[int, int, int, int] | None:
+    """(give_res, give, get_res, get) of a canonical offer token such as '[Offer: 3 Wood -> 2 Gold]'."""
+    if not _CANONICAL_OFFER.fullmatch(token):
+        return None
+    m = _OFFER.match(token[1:-1])
+    (give_res, give), (get_res, get) = _parse_item(m.group(1)), _parse_item(m.group(2))
+    return give_res, give, get_res, get
+
+
 class SimpleNegotiation(TextGame):
     """Two players start with 10 Wood and 10 Gold and value them differently; values are private."""
 

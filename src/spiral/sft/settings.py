@@ -22,8 +22,8 @@ class SFTSettings:
 
     expert: str = opt(
         "optimal",
-        "the expert's agent spec: optimal = Kuhn Nash, Tic-Tac-Toe minimax (random among optimal moves), the "
-        "negotiation heuristic",
+        "the expert's agent spec: optimal = Kuhn Nash, Tic-Tac-Toe and negotiation minimax (random among "
+        "optimal moves)",
     )
     opponents: list[str] = opt(
         ["self"],

@@ -69,7 +69,7 @@ def update_think(learner, turns: list, step: int) -> dict[str, float]:
             kl_move = sum((lp.exp() * (lp - rl)).sum() for lp, rl in zip(move_lp, ref_lp, strict=True)) / n
             kl_thought = kl_penalty(toks, ref_toks, mask, s.loss_norm).sum() / n
             loss = loss + s.kl_coef * (kl_move + kl_thought)
-            parts["kl"] = float(kl_move + kl_thought)
+            parts["kl"] = float((kl_move + kl_thought).detach())
         tokens = float(mask.sum()) + R
         stats = {
             k: (th_stats[k] * float(mask.sum()) + mv_stats[k] * R) / tokens

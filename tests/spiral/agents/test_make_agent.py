@@ -14,6 +14,7 @@ from spiral.agents.human import HumanAgent
 from spiral.agents.kuhn import KuhnPolicyAgent
 from spiral.agents.minimax import MinimaxAgent
 from spiral.agents.negotiation_heuristic import NegotiationHeuristicAgent
+from spiral.agents.negotiation_minimax import NegotiationMinimaxAgent
 from spiral.agents.random_agent import RandomAgent
 
 
@@ -27,7 +28,8 @@ from spiral.agents.random_agent import RandomAgent
         ("optimal", "KuhnPoker-v1", KuhnPolicyAgent),
         ("best-response", "KuhnPoker-v2", KuhnPolicyAgent),
         ("heuristic", "SimpleNegotiation-v1", NegotiationHeuristicAgent),
-        ("optimal", "SimpleNegotiation-v1", NegotiationHeuristicAgent),
+        ("optimal", "SimpleNegotiation-v1", NegotiationMinimaxAgent),
+        ("minimax", "SimpleNegotiation-v1", NegotiationMinimaxAgent),
         ("human", "TicTacToe-v0", HumanAgent),
         ("api:gpt-test@http://127.0.0.1:8000/v1", "KuhnPoker-v2", ApiAgent),
     ],
@@ -52,7 +54,7 @@ def test_api_spec_parts() -> None:
     ("spec", "env_id", "message"),
     [
         ("alphago", "TicTacToe-v0", "unknown agent"),
-        ("minimax", "KuhnPoker-v2", "plays only TicTacToe"),
+        ("minimax", "KuhnPoker-v2", "plays only TicTacToe-v0, SimpleNegotiation-v1"),
         ("nash", "TicTacToe-v0", "plays only Kuhn"),
         ("heuristic", "KuhnPoker-v2", "plays only SimpleNegotiation"),
         ("optimal", "textarena/Chess-v0", "plays only"),
