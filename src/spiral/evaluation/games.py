@@ -38,6 +38,7 @@ class GameResult:
     response_tokens: list[int] = field(default_factory=list)
     transcript: list[dict[str, Any]] = field(default_factory=list)
     opponent_reward: float = 0.0
+    deal: dict[str, float] = field(default_factory=dict)  # negotiation: trades, own / opponent value change
 
 
 def _token_counts(agent: Any, texts: list[str]) -> list[int | None]:
@@ -122,8 +123,38 @@ def _finish(g: dict[str, Any], env_id: str, opponent_name: str, seed: int) -> Ga
         model_turns=sum(t["agent"] == "model" for t in g["log"]), invalid=invalid_player == seat,
         opponent_invalid=invalid_player == 1 - seat, reason=str(info.get("reason", "")),
         response_chars=g["chars"], response_tokens=g["tokens"], transcript=g["log"],
-        opponent_reward=float(rewards[1 - seat]),
+        opponent_reward=float(rewards[1 - seat]), deal=_deal(info, seat),
     )  # fmt: skip
+
+
+def _deal(info: dict[str, Any], seat: int) -> dict[str, float]:
+    """A negotiation's trades and value changes seen from `seat` (empty for other games)."""
+    change = info.get("value_change")
+    if "trades" not in info or not isinstance(change, dict):
+        return {}
+    return {"trades": float(info["trades"]), "value_change": float(change[seat]),
+            "opponent_value_change": float(change[1 - seat])}  # fmt: skip
+
+
+def deal_block(rs: list[GameResult]) -> dict[str, Any]:
+    """Negotiation measures: the deal rate (games with a trade), the model's mean value change and its lead over
+    the opponent's (the zero-sum quantity the game scores), and the share of the value created by trades that the
+    model captured (its gains over both players' gains, summed over games with a trade; None when that is <= 0)."""
+    from spiral.evaluation.stats import mean_interval, wilson_interval
+
+    ds = [r.deal for r in rs if r.deal]
+    if not ds:
+        return {}
+    n, dealt = len(ds), [d for d in ds if d["trades"] > 0]
+    total = sum(d["value_change"] + d["opponent_value_change"] for d in dealt)
+    return {
+        "deal_rate": len(dealt) / n, "deal_ci": list(wilson_interval(len(dealt), n)),
+        "mean_value_change": mean_interval([d["value_change"] for d in ds])[0],
+        "mean_value_change_ci": list(mean_interval([d["value_change"] for d in ds])[1:]),
+        "mean_lead": mean_interval([d["value_change"] - d["opponent_value_change"] for d in ds])[0],
+        "mean_lead_ci": list(mean_interval([d["value_change"] - d["opponent_value_change"] for d in ds])[1:]),
+        "value_captured": sum(d["value_change"] for d in dealt) / total if total > 0 else None,
+    }  # fmt: skip
 
 
 def summarize_games(results: list[GameResult]) -> dict[str, Any]:
@@ -153,6 +184,7 @@ def summarize_games(results: list[GameResult]) -> dict[str, Any]:
             "mean_response_chars": sum(chars) / len(chars) if chars else 0.0,
             "mean_response_tokens": sum(tokens) / len(tokens) if tokens else None,
         })  # fmt: skip
+        out.update(deal_block(rs))
         return out
 
     return {"all": block(results), "seat0": block([r for r in results if r.seat == 0]),
@@ -181,6 +213,9 @@ def metric_rows(summary: dict[str, dict[str, Any]]) -> dict[str, float]:
             "mean_response_chars",
         ):
             out[f"eval/{env_id}/{opponent}/{name}"] = s["all"][name]
+        for name in ("deal_rate", "mean_value_change", "mean_lead", "value_captured"):  # negotiation only
+            if s["all"].get(name) is not None:
+                out[f"eval/{env_id}/{opponent}/{name}"] = s["all"][name]
     return out
 
 
@@ -239,6 +274,15 @@ def format_games(summary: dict[str, Any]) -> str:
                 f"{key:<40} {seat.replace('seat', ''):>4} {b['games']:>4} {b['win_rate']:>6.3f} "
                 f"[{b['win_ci'][0]:.3f}, {b['win_ci'][1]:.3f}] {b['draw_rate']:>6.3f} {b['loss_rate']:>6.3f} "
                 f"{b['invalid_rate']:>7.3f} {b['mean_turns']:>5.1f} {b['mean_response_chars']:>6.0f}"
+            )
+        d = s["all"]
+        if "deal_rate" in d:
+            captured = "n/a" if d["value_captured"] is None else f"{d['value_captured']:.3f}"
+            lines.append(
+                f"  deals {d['deal_rate']:.3f} [{d['deal_ci'][0]:.3f}, {d['deal_ci'][1]:.3f}]; value change "
+                f"{d['mean_value_change']:+.1f} [{d['mean_value_change_ci'][0]:+.1f}, {d['mean_value_change_ci'][1]:+.1f}]"
+                f"; lead {d['mean_lead']:+.1f} [{d['mean_lead_ci'][0]:+.1f}, {d['mean_lead_ci'][1]:+.1f}]; "
+                f"value captured {captured}"
             )
     return "\n".join(lines)
 

@@ -210,10 +210,11 @@ class SimpleNegotiation(TextGame):
             self.finish(w, f"Player {w} grew their value more ({max(g0, g1):+d} vs {min(g0, g1):+d})")
 
     def extra_info(self) -> dict:
-        """Value growth and inventories per player."""
+        """Value growth and inventories per player, and the number of trades done."""
         return {
             "value_change": {p: self.gain(p) for p in (0, 1)},
             "inventory": {p: dict(zip(RESOURCES, self.inventory[p], strict=True)) for p in (0, 1)},
+            "trades": sum(line.endswith("(trade done)") for line in self.log),
         }
 
     # ---- rendering ------------------------------------------------------------------------------
