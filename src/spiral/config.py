@@ -126,6 +126,11 @@ class AdvantageSettings:
         "role: one baseline per (game, role), the paper's RAE; state: one per (game, role, prompt), started "
         "from the role's (removes the luck of the deal where prompts repeat, e.g. Kuhn's 12 information sets)",
     )
+    control: str = opt(
+        "none",
+        "none, or random_sign: the transfer control; each finished game's return per role gets an independent "
+        "random sign (seeded by run.seed, reproducible on resume), so training sees game text but no signal",
+    )
 
 
 @dataclass
@@ -391,6 +396,7 @@ def validate(s: Settings) -> None:
     _choice("advantage.estimator", a.estimator, ("rae", "none"))
     _choice("advantage.order", a.order, ("code", "paper"))
     _choice("advantage.key_by", a.key_by, ("role", "state"))
+    _choice("advantage.control", a.control, ("none", "random_sign"))
     _choice("warmup.accept", w.accept, ("strict", "lenient"))
     if e.parse_mode:
         _choice("eval.parse_mode", e.parse_mode, ("strict", "lenient"))

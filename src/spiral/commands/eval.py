@@ -16,7 +16,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "games": ("spiral.evaluation.games", "win rates of a model against fixed opponents, both seats"),
     "reasoning": ("spiral.evaluation.reasoning", "accuracy on an offline reasoning suite (resumable)"),
     "compare": ("spiral.evaluation.compare", "paired per-item comparison of two reasoning evaluations"),
-    "patterns": ("spiral.evaluation.patterns_cli", "reasoning patterns in think-mode thoughts (rule tagger or judge)"),
+    "patterns": (
+        "spiral.evaluation.patterns_cli",
+        "reasoning patterns in think-mode thoughts (rule tagger or judge)",
+    ),
     "league": (
         "spiral.evaluation.league.cli",
         "rated round-robin or budgeted league among checkpoints and agents",

@@ -11,6 +11,11 @@ prompt starts from its role's baseline, which is updated too). Where prompts rep
 sets of one-round Kuhn Poker do, this removes the luck of the deal from the advantage: with a role baseline a
 King's moves are all pushed up and a Jack's all pushed down, a component that a shared network (an LM)
 learns as "play more like this everywhere"; with a state baseline only the difference between moves remains.
+
+`control = "random_sign"` (the transfer control, not the paper's) multiplies each finished game's return per
+role by an independent random sign before any of the above: the model trains on its own game text with the
+same magnitudes and recipe, but the sign carries no information about the game. Draw i of the stream is a
+hash of (seed, i), and the draw count is checkpointed, so a resumed run continues the same stream.
 """
 
 from __future__ import annotations
@@ -38,7 +43,23 @@ class AdvantageEstimator:
     decay: float = 0.95
     order: str = "code"
     key_by: str = "role"  # role (the paper's RAE) or state (one baseline per prompt)
+    control: str = "none"  # none or random_sign (the transfer control)
+    seed: int = 0
     baselines: dict[str, float] = field(default_factory=dict)
+    draws: int = 0  # random signs drawn so far (random_sign control)
+
+    def _sign(self) -> float:
+        """The next random sign of the control's stream."""
+        digest = hashlib.sha256(f"{self.seed}:{self.draws}".encode()).digest()
+        self.draws += 1
+        return 1.0 if digest[0] & 1 else -1.0
+
+    def _returns(self, g) -> dict[int, float]:
+        """A game's return per policy role, sign-randomised under the random_sign control."""
+        rets = {r: float(g.returns.get(r, 0.0)) for r in g.policy_roles}
+        if self.control == "random_sign":
+            rets = {r: v * self._sign() for r, v in rets.items()}
+        return rets
 
     @staticmethod
     def key(env_id: str, role: int) -> str:
@@ -65,17 +86,15 @@ class AdvantageEstimator:
         """Set `advantage` on every turn of finished games (spiral.training.rollout.GameRecord), in finishing order."""
         if self.estimator == "rae" and self.key_by == "state":
             for g in games:
+                rets = self._returns(g)
                 for t in g.turns:
-                    t.advantage = self.state_advantage(
-                        g.env_id, t.role, t.prompt_ids, g.returns.get(t.role, 0.0)
-                    )
+                    t.advantage = self.state_advantage(g.env_id, t.role, t.prompt_ids, rets.get(t.role, 0.0))
                 for r in g.policy_roles:
-                    self.advantage(
-                        g.env_id, r, g.returns.get(r, 0.0)
-                    )  # the role baseline new prompts start from
+                    self.advantage(g.env_id, r, rets[r])  # the role baseline new prompts start from
             return
         for g in games:
-            per_role = {r: self.advantage(g.env_id, r, g.returns.get(r, 0.0)) for r in g.policy_roles}
+            rets = self._returns(g)
+            per_role = {r: self.advantage(g.env_id, r, rets[r]) for r in g.policy_roles}
             for t in g.turns:
                 t.advantage = per_role[t.role]
 
@@ -87,11 +106,14 @@ class AdvantageEstimator:
             "order": self.order,
             "key_by": self.key_by,
             "baselines": dict(self.baselines),
+            "control": self.control,
+            "draws": self.draws,
         }
 
     def load_state_dict(self, state: dict) -> None:
         """Restore the baselines of a checkpoint."""
         self.baselines = {str(k): float(v) for k, v in state.get("baselines", {}).items()}
+        self.draws = int(state.get("draws", 0))
 
 
 def drop_zero(turns: list, format_bonus: float = 0.0) -> list:

@@ -91,7 +91,9 @@ class Trainer:
 
             self.remote = RayRollout(self.s, log=self.log)
         a = self.s.advantage
-        self.estimator = AdvantageEstimator(a.estimator, a.decay, a.order, a.key_by)
+        self.estimator = AdvantageEstimator(
+            a.estimator, a.decay, a.order, a.key_by, a.control, self.s.run.seed
+        )
         self.learner = Leader(learner) if self.world.size > 1 else learner
         self.readouts: list[dict] = []  # exact Kuhn readouts of this run (eval/exploitability.jsonl)
         self.pool: list = []  # opponent pool: frozen past policies (rollout.pool_size)

@@ -73,3 +73,41 @@ def test_drop_zero_drops_exact_zeros_after_the_format_bonus():
     assert drop_zero([a, b, c]) == [c]
     kept = drop_zero([a, b, c], format_bonus=0.1)
     assert kept == [b, c] and b.advantage == pytest.approx(0.1)
+
+
+def _games(n: int) -> list[GameRecord]:
+    out = []
+    for i in range(n):
+        r = 1.0 if i % 3 else -1.0
+        out.append(GameRecord(i, "G", {0: r, 1: -r}, [0, 1], {}, [_turn(0, i), _turn(1, i)]))
+    return out
+
+
+def test_random_sign_control_keeps_magnitudes_and_drops_the_signal():
+    plain, control = AdvantageEstimator("none"), AdvantageEstimator("none", control="random_sign", seed=3)
+    a, b = _games(400), _games(400)
+    plain.assign(a)
+    control.assign(b)
+    pa = [t.advantage for g in a for t in g.turns]
+    pb = [t.advantage for g in b for t in g.turns]
+    assert [abs(x) for x in pa] == [abs(x) for x in pb]  # the same magnitudes
+    agree = sum(x == y for x, y in zip(pa, pb, strict=True)) / len(pa)
+    assert 0.4 < agree < 0.6  # independent of the real sign
+    assert control.draws == 800  # one sign per (game, role)
+
+
+def test_random_sign_stream_resumes_from_a_checkpoint():
+    whole = AdvantageEstimator("rae", control="random_sign", seed=5)
+    games = _games(20)
+    whole.assign(games)
+    first = AdvantageEstimator("rae", control="random_sign", seed=5)
+    first.assign(_games(20)[:10])
+    resumed = AdvantageEstimator("rae", control="random_sign", seed=5)
+    resumed.load_state_dict(first.state_dict())
+    rest = _games(20)[10:]
+    resumed.assign(rest)
+    assert [t.advantage for g in rest for t in g.turns] == [t.advantage for g in games[10:] for t in g.turns]
+    other = AdvantageEstimator("rae", control="random_sign", seed=6)
+    again = _games(20)
+    other.assign(again)
+    assert [t.advantage for g in again for t in g.turns] != [t.advantage for g in games for t in g.turns]
