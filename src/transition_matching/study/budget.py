@@ -23,7 +23,8 @@ def calibration_path(root: Path, data: str) -> Path:
 
 def calibrate(root: Path, data: str, mode: dict, names: list[str], rounds: int = 6) -> dict:
     """The stored calibration of `data` under root, with any of `names` it lacks measured now (and stored); a
-    calibration made for other training settings of the data set is replaced.
+    calibration made for other training settings of the data set is replaced, and a model timed with other
+    settings of its own (recorded per model in "models") is timed again.
 
     Seconds per step: the fastest of `rounds` interleaved timings of 2 steps of every model. FM is timed in every
     session; models added to an earlier calibration are scaled by FM's stored / current seconds, so that the
@@ -39,9 +40,14 @@ def calibrate(root: Path, data: str, mode: dict, names: list[str], rounds: int =
     path = calibration_path(root, data)
     train = canon(specs_of(mode)[data]["train"])
     cal = read_json(path) if path.is_file() else {}
-    if cal.get("train") != train:  # none yet, or made for other networks
-        cal = {"train": train, "step_seconds": {}}
     specs = {sp["name"]: sp for sp in models_for(mode)}
+    settings = {n: model_settings(mode, data, specs[n]) for n in dict.fromkeys(["fm", *names])}
+    stored = cal.get("models", {})  # the settings each model was timed with (older calibrations lack them)
+    if cal.get("train") != train or stored.get("fm", settings["fm"]) != settings["fm"]:  # other networks
+        cal = {"train": train, "step_seconds": {}}
+    for n in names:  # a model whose own settings changed since it was timed is timed again
+        if stored.get(n, settings[n]) != settings[n]:
+            cal["step_seconds"].pop(n, None)
     missing = [n for n in names if n not in cal["step_seconds"]]
     if not missing and "pass" in cal:
         return cal
@@ -62,6 +68,7 @@ def calibrate(root: Path, data: str, mode: dict, names: list[str], rounds: int =
         secs = {n: t / 2 for n, t in zip(timed, pairs, strict=True)}  # seconds per step
         scale = cal["step_seconds"]["fm"] / secs["fm"] if "fm" in cal["step_seconds"] else 1.0
         cal["step_seconds"].update({n: scale * secs[n] for n in missing})
+        cal["models"] = {**cal.get("models", {}), **{n: settings[n] for n in timed}}
     if "pass" not in cal:
         cal["pass"] = config_pass_cost(config("dtm"), ds).as_dict()
         cal["n_tokens"] = ds.n_tokens
@@ -116,13 +123,13 @@ def cell_estimate(mode: dict, data: str, spec: dict, steps: int, cal: dict) -> d
     c = curve_spec(mode, data, spec["name"], steps)
     if c:
         points = -(-steps // c["every"])
-        he = c["steps"] * c["head_steps"] if spec["name"] == "dtm" else 0
+        he = c["steps"] * c["head_steps"] if spec["method"] == "dtm" else 0
         curve = points * (
             _sample_seconds(cal, c["steps"], he, rows * c["n"], n_tok) + metric * (c["n"] / 2000) ** 2
         )
     n = rows * n_eval_of(mode, data)
     T = spec.get("T", 3 if "schedule" in spec else 1)
-    for steps_k, S in sampling_grid(mode, spec["name"], spec["method"], T):
+    for steps_k, S, *_ in sampling_grid(mode, spec["name"], spec["method"], T):  # a head solver costs alike
         if spec["method"] == "fm":
             sample += _sample_seconds(cal, steps_k, 0, n, n_tok)
         elif spec["method"] == "dtm":

@@ -115,8 +115,17 @@ def suffix_of(mode_name: str) -> str:
     return "" if mode_name == "full" else f"_{mode_name}"
 
 
+def mode_of(mode: str | dict) -> dict:
+    """A mode given by its name in MODES, or as its dict (a mode built at run time, such as the DTM ablation's,
+    which worker processes receive whole)."""
+    return MODES[mode] if isinstance(mode, str) else mode
+
+
 def models_for(mode: dict) -> list[dict]:
-    """The models trained per data set and seed (name, method and method settings); fm-eqtime not included."""
+    """The models trained per data set and seed (name, method and method settings); fm-eqtime not included. A
+    mode with its own list of models ("models") trains those."""
+    if "models" in mode:
+        return [dict(sp) for sp in mode["models"]]
     out = [{"name": "fm", "method": "fm"}, {"name": "dtm", "method": "dtm"}]
     for m in ("artm", "fhtm"):
         for T in mode["ar_T"]:
@@ -132,8 +141,11 @@ def method_of(name: str) -> str:
     return name if name in ("fm", "fm-eqtime", "dtm") else name.rstrip("0123456789")
 
 
-def sampling_grid(mode: dict, name: str, method: str, T: int) -> list[tuple[int, int]]:
-    """(steps, head steps) evaluated for one model."""
+def sampling_grid(mode: dict, name: str, method: str, T: int) -> list[tuple]:
+    """(steps, head steps) evaluated for one model; a mode's own per-model grids ("grids") may add a head solver
+    as a third entry, (steps, head steps, head solver)."""
+    if name in mode.get("grids", {}):
+        return [tuple(g) for g in mode["grids"][name]]
     if method == "fm":
         return [(s, 1) for s in mode["fm_steps"]]
     if method == "dtm":
@@ -155,7 +167,8 @@ def cell_settings(mode: dict, data: str) -> dict:
     keys = ("n_eval", "fm_steps", "dtm", "ar_head_steps", "time_repeats")
     out = {"data": specs_of(mode)[data], "steps": mode["steps"][data], **{k: mode[k] for k in keys}}
     out["n_eval"] = n_eval_of(mode, data)
-    out.update({k: mode[k] for k in ("equal_compute", "curve", "grid", "row_metrics") if k in mode})
+    optional = ("equal_compute", "curve", "grid", "row_metrics", "models", "grids")
+    out.update({k: mode[k] for k in optional if k in mode})
     return canon(out)
 
 

@@ -9,18 +9,20 @@ import numpy as np
 
 from transition_matching.study.plan import n_eval_of, run_path, specs_of
 
-CURVE_METHODS = ("fm", "dtm")
+CURVE_METHODS = ("fm", "dtm")  # the models with curves (name = method), unless the curve names its own
 FLAT = 0.05  # "the curve has flattened": the last quarter of training changed the metric by less than 5 %
 
 
 def curve_spec(mode: dict, data: str, name: str, steps: int) -> dict | None:
     """How a model's quality-vs-steps curve is measured (None: no curve): every `every` steps, `n` samples with
-    a fixed sampler (FM Euler steps; DTM T x S), the data set's first metric."""
+    a fixed sampler (FM Euler steps; DTM T x S), the data set's first metric. The curve's "models" (name ->
+    method) say which models get one; by default FM and DTM."""
     curve = mode.get("curve")
-    if not curve or name not in CURVE_METHODS:
+    models = curve.get("models", {m: m for m in CURVE_METHODS}) if curve else {}
+    if name not in models:
         return None
     every = max(1, -(-steps // curve["points"]))
-    sampler = (curve["fm"], 1) if name == "fm" else tuple(curve["dtm"])
+    sampler = (curve["fm"], 1) if models[name] == "fm" else tuple(curve["dtm"])
     primary = specs_of(mode)[data]["metrics"][0]
     return {"every": every, "n": curve["n"][data], "steps": sampler[0], "head_steps": sampler[1],
             "metrics": (primary, "energy" if primary == "w2" else "w2"), "cfg": specs_of(mode)[data]["cfg"]}  # fmt: skip
@@ -55,7 +57,7 @@ def read_curves(root: Path, cells) -> dict:
     out: dict = {}
     for d, s, name in cells:
         path = run_path(root, d, s, name) / "bench_train.json"
-        if name in CURVE_METHODS and path.is_file():
+        if path.is_file():
             rec = read_json(path)
             if rec.get("curve"):
                 out.setdefault(d, {})[f"{s}/{name}"] = {"spec": rec["curve_spec"], "points": rec["curve"],

@@ -61,34 +61,12 @@ def run_study(
     extras = {k: {} for k in EXTRAS} if fresh else load_extras(json_path(out, suffix), mode_name, rows)
     extras = {k: extras.get(k, {}) for k in EXTRAS}
     wanted = plan_cells(datasets, seeds, mode, ar_seeds, methods, eqtime)
-    present = set(cells_of(rows))
-    todo: dict[tuple, list[dict]] = {}
-    for (d, s), specs in wanted.items():
-        for sp in specs:
-            if (d, s, sp["name"]) in present:
-                continue
-            cached = read_cell_cache(root, d, s, sp["name"], cell_settings(mode, d))
-            if cached is not None:
-                rows += cached
-                add_curves(extras, root, [(d, s, sp["name"])])
-            else:
-                todo.setdefault((d, s), []).append(sp)
-    n_wanted, n_todo = sum(map(len, wanted.values())), sum(map(len, todo.values()))
-    print(f"{n_wanted} cells asked for: {n_wanted - n_todo} already present, {n_todo} to run", flush=True)
+    rows, todo = split_todo(mode, root, wanted, rows, extras)
     if report_only or (not todo and not estimate_only):
         restore_extras(mode, root, rows, extras)
         write_outputs(out, mode_name, rows, history, extras)
         return
-    if any(d in IMAGE_DATA for d, _ in todo):  # the cached classifiers, trained once
-        from transition_matching.classifier import get_classifier
-        from transition_matching.config import make_config
-        from transition_matching.trainer import load_training_data
-
-        for d in {d for d, _ in todo if d in IMAGE_DATA}:
-            data = load_training_data(make_config(data=d, **specs_of(mode)[d]["train"]))
-            get_classifier(data)
-            if "indep_acc" in mode.get("row_metrics", ()):
-                get_classifier(data, kind="cnn")
+    prepare_classifiers(mode, todo)
     steps = None
     if mode.get("equal_compute"):
         steps = prepare_equal_compute(mode, root, todo, extras, jobs, load_start)
@@ -111,6 +89,41 @@ def run_study(
         entry.update(cells=entry["cells"] + len(cells), seconds=time.time() - t0, load_end=os.getloadavg()[0])
         write_outputs(out, mode_name, rows, history + [entry], extras)
     print(f"finished in {time.time() - t0:.0f} s", flush=True)
+
+
+def split_todo(
+    mode: dict, root: Path, wanted: dict, rows: list[dict], extras: dict
+) -> tuple[list[dict], dict[tuple, list[dict]]]:
+    """The wanted cells ((data, seed) -> model specs) split into those present (in rows, or finished in their run
+    folder with the mode's settings: their rows and curves are added) and those to run, which are returned."""
+    present = set(cells_of(rows))
+    todo: dict[tuple, list[dict]] = {}
+    for (d, s), specs in wanted.items():
+        for sp in specs:
+            if (d, s, sp["name"]) in present:
+                continue
+            cached = read_cell_cache(root, d, s, sp["name"], cell_settings(mode, d))
+            if cached is not None:
+                rows = rows + cached
+                add_curves(extras, root, [(d, s, sp["name"])])
+            else:
+                todo.setdefault((d, s), []).append(sp)
+    n_wanted, n_todo = sum(map(len, wanted.values())), sum(map(len, todo.values()))
+    print(f"{n_wanted} cells asked for: {n_wanted - n_todo} already present, {n_todo} to run", flush=True)
+    return rows, todo
+
+
+def prepare_classifiers(mode: dict, todo: dict) -> None:
+    """Train (or load) the cached classifiers of the image data sets in todo once, before any worker needs them."""
+    from transition_matching.classifier import get_classifier
+    from transition_matching.config import make_config
+    from transition_matching.trainer import load_training_data
+
+    for d in dict.fromkeys(d for d, _ in todo if d in IMAGE_DATA):
+        data = load_training_data(make_config(data=d, **specs_of(mode)[d]["train"]))
+        get_classifier(data)
+        if "indep_acc" in mode.get("row_metrics", ()):
+            get_classifier(data, kind="cnn")
 
 
 def restore_extras(mode: dict, root: Path, rows: list[dict], extras: dict) -> None:
@@ -140,10 +153,17 @@ def add_curves(extras: dict, root: Path, cells) -> None:
 
 
 def prepare_equal_compute(
-    mode: dict, root: Path, todo: dict, extras: dict, jobs: int, load: float = 0.0
+    mode: dict,
+    root: Path,
+    todo: dict,
+    extras: dict,
+    jobs: int,
+    load: float = 0.0,
+    measure_floors: bool = True,
 ) -> dict:
     """Calibrate the data sets of todo, print the cost regime, the equal-compute steps and the time estimate,
-    and measure the data-vs-data floors; returns the training steps of (data, model name)."""
+    and measure the data-vs-data floors (unless measure_floors is False); returns the training steps of (data,
+    model name)."""
     from transition_matching.study.budget import (
         calibrate,
         describe_calibration,
@@ -166,7 +186,7 @@ def prepare_equal_compute(
             **cal,
             "steps": {**before, **{n: k for (dd, n), k in steps.items() if dd == d}},
         }
-        if d not in extras["floors"]:
+        if measure_floors and d not in extras["floors"]:
             extras["floors"][d] = floors(mode, d)
     print(f"calibration and floors took {time.time() - t0:.0f} s", flush=True)
     est = estimate(mode, todo, steps, cals, jobs)

@@ -11,11 +11,11 @@ from pathlib import Path
 
 from transition_matching.study.plan import (
     EQTIME,
-    MODES,
     canon,
     cell_cache,
     cell_settings,
     cells_of,
+    mode_of,
     models_for,
     n_eval_of,
     run_path,
@@ -29,9 +29,12 @@ def model_settings(mode: dict, data: str, spec: dict) -> dict:
     return canon({**specs_of(mode)[data]["train"], **{k: v for k, v in spec.items() if k != "name"}})
 
 
-def train_one(root: str, data: str, seed: int, spec: dict, steps: int, mode_name: str = "full") -> dict:
+def train_one(
+    root: str, data: str, seed: int, spec: dict, steps: int, mode_name: str | dict = "full"
+) -> dict:
     """Train one model for `steps` optimizer steps (1 thread); a finished run with the same settings is reused.
-    In a mode with quality curves, FM and DTM are evaluated every steps / points steps while they train."""
+    In a mode with quality curves, FM and DTM are evaluated every steps / points steps while they train. The
+    mode is a name in MODES or a mode's dict (as everywhere in this module)."""
     import torch
 
     torch.set_num_threads(1)
@@ -41,7 +44,7 @@ def train_one(root: str, data: str, seed: int, spec: dict, steps: int, mode_name
     from transition_matching.study.quality import CurveRecorder, curve_spec
     from transition_matching.trainer import config_dict, load_training_data, train
 
-    mode = MODES[mode_name]
+    mode = mode_of(mode_name)
     path = run_path(Path(root), data, seed, spec["name"])
     settings = model_settings(mode, data, spec)
     curve = curve_spec(mode, data, spec["name"], steps)
@@ -51,7 +54,7 @@ def train_one(root: str, data: str, seed: int, spec: dict, steps: int, mode_name
         if (
             old["steps"] == steps
             and old.get("settings", settings) == settings
-            and old.get("curve_spec") == curve
+            and old.get("curve_spec") == canon(curve)  # as stored in JSON (tuples become lists)
         ):
             return old
     cfg = make_config(data=data, seed=seed, steps=steps, ckpt_every=steps, log_every=50, **settings)
@@ -79,22 +82,23 @@ def equal_time_steps(steps: int, fm_seconds: float, dtm_seconds: float) -> int:
 
 
 def eval_one(
-    root: str, data: str, seed: int, mode_name: str, names: list[str], stamp: str = ""
+    root: str, data: str, seed: int, mode_name: str | dict, names: list[str], stamp: str = ""
 ) -> list[dict]:
     """Evaluate the named models of one data set and seed; each model's rows go to its run folder (cell cache)."""
     from runkit.io import atomic_write_json
 
     out = measure_cells(root, data, seed, mode_name, names, stamp)
-    settings = cell_settings(MODES[mode_name], data)
+    settings = cell_settings(mode_of(mode_name), data)
     for (_, _, name), cell in cells_of(out).items():
         atomic_write_json(cell_cache(Path(root), data, seed, name), {"settings": settings, "rows": cell})
     return out
 
 
 def measure_cells(
-    root: str, data: str, seed: int, mode_name: str, names: list[str], stamp: str
+    root: str, data: str, seed: int, mode_name: str | dict, names: list[str], stamp: str
 ) -> list[dict]:
-    """Quality and sampling time of every (model, steps, head steps) of the named models, interleaved."""
+    """Quality and sampling time of every (model, steps, head steps[, head solver]) of the named models,
+    interleaved; a row of a configuration with a head solver records it as `head_solver`."""
     import torch
 
     torch.set_num_threads(1)
@@ -103,36 +107,38 @@ def measure_cells(
     from transition_matching.model import method_config
     from transition_matching.runs import default_labels, draw_samples, load_run, sample_options
 
-    mode = MODES[mode_name]
+    mode = mode_of(mode_name)
     spec = specs_of(mode)[data]
     loaded = {n: load_run(run_path(Path(root), data, seed, n)) for n in names}
     jobs = [
-        (n, s, S)
+        (n, *g)
         for n in names
-        for s, S in sampling_grid(mode, n, loaded[n].config.method, method_config(loaded[n].config).T)
+        for g in sampling_grid(mode, n, loaded[n].config.method, method_config(loaded[n].config).T)
     ]
     rng = random.Random(seed)
     rng.shuffle(jobs)
     rows, cfg_w, n = {}, spec["cfg"], n_eval_of(mode, data)
     metrics = mode.get("row_metrics", ("w2", "energy", "cfid", "class_acc"))
-    for name, steps, S in jobs:  # quality (and one timing) per configuration
+    for name, steps, S, *solver in jobs:  # quality (and one timing) per configuration
         lr = loaded[name]
-        opts = sample_options(lr, steps=steps, head_steps=S, cfg=cfg_w)
+        opts = sample_options(lr, steps=steps, head_steps=S, cfg=cfg_w, **head_solver(solver))
         r = evaluate(lr, n, opts, seed=1000 + seed, metrics=metrics)
         train = read_json(run_path(Path(root), data, seed, name) / "bench_train.json")
-        rows[(name, steps, S)] = {
+        rows[(name, steps, S, *solver)] = {
             "data": data, "seed": seed, "model": name, "method": lr.config.method, "trained_T": method_config(lr.config).T,
             "steps": steps, "head_steps": S if lr.method.uses_head else 0, "backbone_evals": r["backbone_evals"],
             "head_evals": r["head_evals"], "train_steps": train["steps"], "train_seconds": train["seconds"],
             "times": [r["seconds_per_1000"]], "timed_at": stamp, **{k: r[k] for k in metrics if k in r},
+            **head_solver(solver),
         }  # fmt: skip
     for _ in range(mode["time_repeats"]):  # extra timing rounds, again interleaved in a fresh order
         rng.shuffle(jobs)
-        for name, steps, S in jobs:
+        for name, steps, S, *solver in jobs:
             lr = loaded[name]
             labels = default_labels(lr, 1000)
-            s = draw_samples(lr, 1000, sample_options(lr, steps=steps, head_steps=S, cfg=cfg_w), labels, seed)
-            rows[(name, steps, S)]["times"].append(s.seconds)
+            opts = sample_options(lr, steps=steps, head_steps=S, cfg=cfg_w, **head_solver(solver))
+            s = draw_samples(lr, 1000, opts, labels, seed)
+            rows[(name, steps, S, *solver)]["times"].append(s.seconds)
     out = list(rows.values())
     for r in out:
         r["seconds_per_1000"] = min(r["times"])
@@ -142,6 +148,11 @@ def measure_cells(
 
         draw_grids(loaded, Path(root), data, seed, grid, cfg_w)
     return out
+
+
+def head_solver(solver: list) -> dict:
+    """{"head_solver": name} for a sampling-grid entry that names one (its optional third part), else {}."""
+    return {"head_solver": solver[0]} if solver else {}
 
 
 class InlinePool:
@@ -163,7 +174,13 @@ class InlinePool:
 
 
 def run_plan(
-    root: Path, todo: dict, mode_name: str, jobs: int, known: dict, stamp: str = "", steps: dict | None = None
+    root: Path,
+    todo: dict,
+    mode_name: str | dict,
+    jobs: int,
+    known: dict,
+    stamp: str = "",
+    steps: dict | None = None,
 ):
     """Train and evaluate the cells in `todo` ((data, seed) -> specs) on `jobs` workers; yields the rows of each
     (data, seed) as soon as they are evaluated. `known` holds the training results ((data, seed, name) ->
@@ -177,7 +194,7 @@ def run_plan(
     from collections import deque
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    mode = MODES[mode_name]
+    mode = mode_of(mode_name)
     specs = {sp["name"]: sp for sp in models_for(mode)}
     need: dict[tuple, set[str]] = {}  # (data, seed) -> models to train before the equal-time run / evaluation
     for (d, s), cell_specs in todo.items():

@@ -1,0 +1,230 @@
+"""The DTM ablation on digits behind benchmarks/tm_dtm_ablation.py: which levers bring DTM 16x4 to flow
+matching's image quality at equal training compute.
+
+It starts from DTM 16x4 in the paper's regime (configs/tm/dtm-digits-paper.toml) and adds one lever at a time:
+head_draws 4; logit-normal t and s; a head of about 2 % of the backbone's parameters (the width is found by
+counting parameters with transition_matching.cost); the stochastic head sampler sde (sampling only, so it is
+evaluated on the baseline model and on the combination); then all levers together. The references are FM with
+128 and 256 Euler steps, trained with uniform and with logit-normal t. Every model trains for the same compute
+(study.budget calibrates the seconds per step; steps = budget x FM's seconds per step / the model's own), for 3
+seeds, and every model's cFID is measured while it trains (quality against training steps).
+
+The study's machinery does the work. The ablation is a mode dict built here and handed whole to the worker
+processes. plan.cell_settings gives the resume keys, workers.run_plan trains, records the curves and evaluates,
+budget calibrates and estimates, and runner finds the present and cached cells, the classifiers and the
+equal-compute steps. The table, the verdict and the page are in ablation_page.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from transition_matching.study import runner
+from transition_matching.study.ablation_page import write_page
+from transition_matching.study.plan import (
+    DATA_PAPER,
+    EXTRAS,
+    IMAGE_METRICS,
+    MODES,
+    cell_settings,
+    cells_of,
+    merge_rows,
+    models_for,
+)
+from transition_matching.study.workers import run_plan
+
+DATA = "digits"
+STEM = "tm_dtm_ablation"
+LN = "logit_normal"
+SAMPLER = (16, 4)  # DTM's transitions x head steps in every row and curve
+FM_STEPS = (128, 256)
+PAPER_BUDGET = MODES["paper"]["steps"][DATA]  # FM steps of the paper mode on digits (the preset's 1,200)
+SCALE = 4  # the default budget: 4x the paper mode's, as in tm_quality_vs_nfe_paper_long
+HEAD_SHARE = 0.02  # lever (c): head parameters / backbone parameters (the paper: a 40M head on a 1.7B DiT)
+SDE = "sde"  # lever (d): Euler-Maruyama with ETA 1 (solvers.py)
+SIZES = {  # per size: seeds, FM budget (None: SCALE x the paper's), samples per row, curve, time target
+    "full": {"seeds": (0, 1, 2), "budget": None, "n_eval": 600, "points": 8, "curve_n": 300, "target_min": None},
+    "quick": {"seeds": (0,), "budget": 150, "n_eval": 200, "points": 2, "curve_n": 100, "target_min": 10},
+}  # fmt: skip
+
+
+def lever_models(head_width: int) -> list[dict]:
+    """The trained models: FM with uniform and with logit-normal t, the DTM baseline, one DTM per training lever
+    (each differs from the baseline in that lever only), and DTM with all of them."""
+    ln = {"time_dist": LN, "head_time_dist": LN}
+    return [
+        {"name": "fm", "method": "fm"},
+        {"name": "fm-logit", "method": "fm", "time_dist": LN},
+        {"name": "dtm", "method": "dtm"},
+        {"name": "dtm-draws4", "method": "dtm", "head_draws": 4},
+        {"name": "dtm-logit", "method": "dtm", **ln},
+        {"name": "dtm-head", "method": "dtm", "head_width": head_width},
+        {"name": "dtm-all", "method": "dtm", "head_draws": 4, **ln, "head_width": head_width},
+    ]
+
+
+def variants(head: dict, sde: str = SDE) -> list[dict]:
+    """The rows of the table: a trained model sampled one way (steps, head steps, head solver) and the lever it
+    adds to the baseline. FM rows have no head (head steps 0)."""
+    T, S = SAMPLER
+
+    def dtm(key: str, label: str, lever: str, model: str, solver: str = "euler") -> dict:
+        return {"key": key, "label": f"DTM {T}x{S}{label}", "lever": lever, "model": model, "method": "dtm",
+                "steps": T, "head_steps": S, "head_solver": solver}  # fmt: skip
+
+    w, share = head["width"], f"{100 * head['share']:.1f} %"
+    out = [
+        dtm("baseline", " baseline", "none", "dtm"),
+        dtm("draws4", " + head_draws 4", "head_draws 4 (was 1)", "dtm-draws4"),
+        dtm("logit", " + logit-normal t, s", "time_dist and head_time_dist logit_normal", "dtm-logit"),
+        dtm("head", f" + head width {w}", f"head of {share} of the backbone's parameters", "dtm-head"),
+        dtm("sde", f" + {sde} head sampler", f"head sampler {sde} (sampling only: the baseline model)", "dtm", sde),
+        dtm("all", ", all levers", f"all four (head sampler {sde})", "dtm-all", sde),
+        dtm("all-euler", ", all training levers", "all but the sampler (Euler head)", "dtm-all"),
+    ]  # fmt: skip
+    for k in FM_STEPS:
+        for model, t in (("fm", "uniform"), ("fm-logit", "logit-normal")):
+            out.append({"key": f"{model}-{k}", "label": f"FM {k} ({t} t)", "lever": "reference", "model": model,
+                        "method": "fm", "steps": k, "head_steps": 0, "head_solver": "euler"})  # fmt: skip
+    return out
+
+
+def head_width_for(train: dict, share: float = HEAD_SHARE, step: int = 4) -> dict:
+    """The head width (a multiple of `step`) whose head's parameters come closest to `share` of the backbone's,
+    counted as `tm cost` counts them (cost.config_pass_cost on DTM with these settings); with that share, the
+    share of the settings' own head width and the backbone's parameters."""
+    import dataclasses
+
+    from transition_matching.config import make_config, resolve
+    from transition_matching.cost import config_pass_cost
+    from transition_matching.trainer import load_training_data
+
+    cfg = make_config(method="dtm", data=DATA, **train)
+    ds = load_training_data(cfg)
+    cfg = resolve(cfg, ds.n_tokens)
+
+    def share_of(width: int) -> float:
+        c = config_pass_cost(dataclasses.replace(cfg, head_width=width), ds, rows=ds.n_tokens, repeats=0)
+        return c.head_params / c.backbone_params
+
+    base = config_pass_cost(cfg, ds, rows=ds.n_tokens, repeats=0)
+    width = max(step, round(cfg.head_width / step) * step)
+    seen = {width: base.head_params / base.backbone_params if width == cfg.head_width else share_of(width)}
+    up = seen[width] < share  # walk from the preset's width towards the share: the head grows with its width
+    while (seen[width] < share) == up and (up or width > step):
+        width += step if up else -step
+        seen[width] = share_of(width)
+    best = min(seen.items(), key=lambda kv: (abs(kv[1] - share), kv[0]))
+    return {"width": best[0], "share": best[1], "target": share, "preset_width": cfg.head_width,
+            "preset_share": base.head_params / base.backbone_params, "backbone_params": base.backbone_params}  # fmt: skip
+
+
+def build_mode(
+    quick: bool = False,
+    scale: int = SCALE,
+    head_share: float = HEAD_SHARE,
+    sde: str = SDE,
+    train: dict | None = None,
+) -> dict:
+    """The ablation as a study mode: digits in the paper's regime (or `train`'s networks), the models of
+    lever_models, each evaluated at its table rows' samplers, curves for all, equal compute."""
+    from transition_matching.solvers import sde_eta
+
+    sde_eta(sde)  # sde or sde:ETA, else a UserError
+    size = SIZES["quick" if quick else "full"]
+    spec = {**DATA_PAPER[DATA], **({"train": train} if train else {})}
+    head = head_width_for(spec["train"], head_share)
+    models, rows = lever_models(head["width"]), variants(head, sde)
+    grids: dict[str, list] = {}
+    for v in rows:
+        grids.setdefault(v["model"], []).append([v["steps"], max(1, v["head_steps"]), v["head_solver"]])
+    return {
+        "data_specs": {DATA: spec}, "datasets": (DATA,), "seeds": size["seeds"],
+        "steps": {DATA: size["budget"] or scale * PAPER_BUDGET}, "n_eval": {DATA: size["n_eval"]},
+        "fm_steps": FM_STEPS, "dtm": [SAMPLER], "ar_T": (), "ar_head_steps": (), "time_repeats": 0,
+        "equal_compute": True, "row_metrics": IMAGE_METRICS, "target_min": size["target_min"],
+        "models": models, "grids": grids, "variants": rows, "head": head,
+        "curve": {"points": size["points"], "n": {DATA: size["curve_n"]}, "fm": FM_STEPS[0], "dtm": SAMPLER,
+                  "models": {m["name"]: m["method"] for m in models}},
+    }  # fmt: skip
+
+
+def mode_name_of(quick: bool, scale: int = SCALE) -> str:
+    """The record's name: quick, full, or full_x<scale> for another budget (a record and run folder of its own)."""
+    return "quick" if quick else "full" if scale == SCALE else f"full_x{scale}"
+
+
+def suffix_of(mode_name: str) -> str:
+    return "" if mode_name == "full" else f"_{mode_name}"
+
+
+def record_path(out: Path, mode_name: str) -> Path:
+    return out / f"{STEM}{suffix_of(mode_name)}.json"
+
+
+def load_record(path: Path, mode_name: str, settings: dict, fresh: bool = False) -> tuple[list, list, dict]:
+    """Rows, invocation history and extras (curves, floors, calibration) of an earlier record of this mode made
+    with these settings; nothing for a new record (--fresh, none yet, or other settings)."""
+    empty: tuple[list, list, dict] = ([], [], {k: {} for k in EXTRAS})
+    if fresh or not path.is_file():
+        return empty
+    rec = json.loads(path.read_text(encoding="utf-8"))
+    if rec.get("mode") != mode_name or rec.get("settings") != settings:
+        print(f"{path.name} was made with other settings: starting a new record (finished runs are reused)",
+              flush=True)  # fmt: skip
+        return empty
+    return rec["rows"], rec.get("runs", []), {k: rec.get(k, {}) for k in EXTRAS}
+
+
+def run_ablation(
+    out: Path,
+    root: Path,
+    mode: dict,
+    mode_name: str,
+    seeds=None,
+    jobs: int = 2,
+    fresh: bool = False,
+    note: str = "",
+    command: str = "",
+    report_only: bool = False,
+    estimate_only: bool = False,
+) -> None:
+    """One resumable invocation: the cells (digits, seed, model) that are neither in the record nor finished in
+    their run folder under `root` are calibrated, trained at equal compute and evaluated; the page, JSON and plot
+    in `out` are rewritten after every (data, seed). estimate_only prints the equal-compute steps and the time
+    estimate of the cells to run (calibrating them, stored under root) and stops; report_only rewrites the
+    page."""
+    seeds = tuple(seeds) if seeds else mode["seeds"]
+    out.mkdir(parents=True, exist_ok=True)
+    t0, load = time.time(), os.getloadavg()[0]
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    path = record_path(out, mode_name)
+    head = mode["head"]
+    print(f"{mode_name}: FM budget {mode['steps'][DATA]} steps; the head lever's width {head['width']} has "
+          f"{100 * head['share']:.2f} % of the backbone's parameters (the preset's {head['preset_width']}: "
+          f"{100 * head['preset_share']:.2f} %)", flush=True)  # fmt: skip
+    rows, history, extras = load_record(path, mode_name, cell_settings(mode, DATA), fresh)
+    wanted = {(DATA, s): models_for(mode) for s in seeds}
+    rows, todo = runner.split_todo(mode, root, wanted, rows, extras)
+    if estimate_only:
+        if todo:
+            runner.prepare_equal_compute(mode, root, todo, extras, jobs, load, measure_floors=False)
+        return
+    if report_only or not todo:
+        runner.restore_extras(mode, root, rows, extras)
+        write_page(path, mode_name, mode, rows, history, extras)
+        return
+    runner.prepare_classifiers(mode, todo)
+    steps = runner.prepare_equal_compute(mode, root, todo, extras, jobs, load)
+    entry = {"command": command, "date": stamp, "jobs": jobs, "cpus": os.cpu_count(), "load_start": load,
+             "note": note, "cells": 0}  # fmt: skip
+    for res in run_plan(root, todo, mode, jobs, {}, stamp, steps):
+        rows = merge_rows(rows, res)
+        cells = list(cells_of(res))
+        runner.add_curves(extras, root, cells)
+        entry.update(cells=entry["cells"] + len(cells), seconds=time.time() - t0, load_end=os.getloadavg()[0])
+        write_page(path, mode_name, mode, rows, history + [entry], extras)
+    print(f"finished in {time.time() - t0:.0f} s", flush=True)

@@ -1,0 +1,97 @@
+"""The DTM ablation for real on tiny networks (a few training steps): every lever trains, the sde sampler and the
+curves are measured, the steps follow the calibration, and a second invocation runs nothing; and the head
+lever's width on the paper preset."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from transition_matching.study import ablation, budget, plan, workers
+
+TINY = {"patch": 4, "backbone": "transformer", "width": 16, "depth": 1, "heads": 2, "head_width": 16,
+        "head_depth": 1, "batch_size": 16, "lr": 1e-3, "warmup": 2}  # fmt: skip
+
+
+def test_head_width_of_the_preset_is_the_closest_to_two_percent():
+    """Counted as `tm cost` counts: the preset's 64-wide head is 1.76 % of the 4.8M backbone; 68 is closest."""
+    import dataclasses
+
+    from transition_matching.config import make_config, resolve
+    from transition_matching.cost import config_pass_cost
+    from transition_matching.trainer import load_training_data
+
+    train = plan.DATA_PAPER["digits"]["train"]
+    head = ablation.head_width_for(train, 0.02)
+    assert head["preset_width"] == 64 and head["preset_share"] == pytest.approx(0.0176, abs=1e-4)
+    cfg = make_config(method="dtm", data="digits", **train)
+    ds = load_training_data(cfg)
+    cfg = resolve(cfg, ds.n_tokens)
+
+    def share(w: int) -> float:
+        c = config_pass_cost(dataclasses.replace(cfg, head_width=w), ds, rows=4, repeats=0)
+        return c.head_params / c.backbone_params
+
+    w = head["width"]
+    assert w == 68 and head["share"] == pytest.approx(share(w))
+    assert all(abs(share(w) - 0.02) < abs(share(v) - 0.02) for v in (w - 4, w + 4))
+
+
+def test_real_tiny_ablation_run(monkeypatch, tmp_path, capsys):
+    base = ablation.build_mode(quick=True, train=TINY)
+    curve = {**base["curve"], "points": 2, "n": {"digits": 16}, "models": {"fm": "fm", "dtm-all": "dtm"}}
+    mode = {
+        **base,
+        "steps": {"digits": 10},
+        "n_eval": {"digits": 20},
+        "curve": curve,
+    }  # 2 curves: cFID is slow
+    out, root = tmp_path / "out", tmp_path / "runs"
+    ablation.run_ablation(out, root, mode, "quick", jobs=1, command="cmd")
+    text = capsys.readouterr().out
+    assert text.index("estimate:") < text.index("trained ") and "equal compute: " in text
+    rec = json.loads((out / "tm_dtm_ablation_quick.json").read_text())
+    rows = rec["rows"]
+    assert len(rows) == len(mode["variants"]) and {r["seed"] for r in rows} == {0}
+    cal = rec["calibration"]["digits"]
+    assert set(cal["step_seconds"]) == {m["name"] for m in mode["models"]}
+    for r in rows:  # the steps of equal compute, and the evaluation counts of each sampler
+        assert r["train_steps"] == budget.equal_compute_steps(10, cal["step_seconds"], r["model"])
+        assert r["cfid"] > 0 and 0 <= r["indep_acc"] <= 1 and r["seconds_per_1000"] > 0
+        want = (r["steps"], 0) if r["method"] == "fm" else (16, 64)
+        assert (r["backbone_evals"], r["head_evals"]) == want
+    by = {(r["model"], r["steps"], r["head_solver"]): r for r in rows}
+    assert (
+        by[("dtm", 16, "sde")]["cfid"] != by[("dtm", 16, "euler")]["cfid"]
+    )  # the sampler changes the samples
+    assert ("dtm-all", 16, "sde") in by and ("fm-logit", 256, "euler") in by
+    curves = rec["curves"]["digits"]
+    assert set(curves) == {"0/fm", "0/dtm-all"} and curves["0/fm"]["spec"]["steps"] == 128
+    assert [p["step"] for p in curves["0/dtm-all"]["points"]] == [
+        5,
+        by[("dtm-all", 16, "sde")]["train_steps"],
+    ]
+    trained = json.loads((plan.run_path(root, "digits", 0, "dtm-all") / "bench_train.json").read_text())
+    lever = {k: trained["settings"][k] for k in ("head_draws", "time_dist", "head_time_dist", "head_width")}
+    assert lever == {"head_draws": 4, "time_dist": "logit_normal", "head_time_dist": "logit_normal",
+                     "head_width": mode["head"]["width"]}  # fmt: skip
+    md = (out / "tm_dtm_ablation_quick.md").read_text()
+    assert "**Verdict: goal not met.**" in md and "fewer than 2 seeds" in md
+    assert (out / "tm_dtm_ablation_quick_curves.png").is_file()
+    from transition_matching import cost, trainer
+
+    with monkeypatch.context() as m:  # a finished training run (with its curve) is reused, not trained again
+        m.setattr(trainer, "train", lambda *a, **k: pytest.fail("trained again"))
+        spec = next(sp for sp in mode["models"] if sp["name"] == "dtm-all")
+        k = by[("dtm-all", 16, "sde")]["train_steps"]
+        assert workers.train_one(str(root), "digits", 0, spec, k, mode) == trained
+    monkeypatch.setattr(workers, "train_one", lambda *a: pytest.fail("trained again"))
+    monkeypatch.setattr(workers, "measure_cells", lambda *a: pytest.fail("evaluated again"))
+    monkeypatch.setattr(cost, "fastest", lambda *a: pytest.fail("timed again"))
+    ablation.run_ablation(out, root, mode, "quick", jobs=1, fresh=True)  # a new record from the run folders
+    assert "0 to run" in capsys.readouterr().out
+    again = json.loads((out / "tm_dtm_ablation_quick.json").read_text())
+    key = lambda r: (r["model"], r["steps"], r["head_solver"])  # noqa: E731
+    assert sorted(again["rows"], key=key) == sorted(rows, key=key) and again["curves"] == rec["curves"]
+    assert again["calibration"]["digits"]["step_seconds"] == cal["step_seconds"]
