@@ -147,12 +147,12 @@ def deal_block(rs: list[GameResult]) -> dict[str, Any]:
         return {}
     n, dealt = len(ds), [d for d in ds if d["trades"] > 0]
     total = sum(d["value_change"] + d["opponent_value_change"] for d in dealt)
+    change, *change_ci = mean_interval([d["value_change"] for d in ds])
+    lead, *lead_ci = mean_interval([d["value_change"] - d["opponent_value_change"] for d in ds])
     return {
         "deal_rate": len(dealt) / n, "deal_ci": list(wilson_interval(len(dealt), n)),
-        "mean_value_change": mean_interval([d["value_change"] for d in ds])[0],
-        "mean_value_change_ci": list(mean_interval([d["value_change"] for d in ds])[1:]),
-        "mean_lead": mean_interval([d["value_change"] - d["opponent_value_change"] for d in ds])[0],
-        "mean_lead_ci": list(mean_interval([d["value_change"] - d["opponent_value_change"] for d in ds])[1:]),
+        "mean_value_change": change, "mean_value_change_ci": change_ci,
+        "mean_lead": lead, "mean_lead_ci": lead_ci,
         "value_captured": sum(d["value_change"] for d in dealt) / total if total > 0 else None,
     }  # fmt: skip
 

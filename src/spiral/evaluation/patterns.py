@@ -44,7 +44,8 @@ _CASE_SPLIT = re.compile(r"\b(in case|case \d+|in (the|that|this) case|otherwise
 def tag(text: str) -> dict[str, bool]:
     """Which of the three patterns the thought `text` shows."""
     t = text.lower()
-    steps = len(_SEQUENCE.findall(t)) + (len(_LIST_ITEM.findall(t)) if len(_LIST_ITEM.findall(t)) >= 2 else 0)
+    items = len(_LIST_ITEM.findall(t))
+    steps = len(_SEQUENCE.findall(t)) + (items if items >= 2 else 0)
     expectation = bool(_EXPECTATION.search(t)) or (bool(_PROBABILITY.search(t)) and bool(_PAYOFF.search(t)))
     cases = len(_CONDITIONAL.findall(t)) >= 2 or bool(_CASE_SPLIT.search(t))
     return {"decomposition": steps >= 2, "expected_value": expectation, "case_analysis": cases}
