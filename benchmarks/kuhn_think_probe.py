@@ -56,7 +56,9 @@ def main() -> int:
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     if args.steps < 1 or args.thoughts < 1 or args.every < 1 or args.samples < 2 or args.temperature <= 0:
-        print("error: --steps, --thoughts, --every >= 1, --samples >= 2 and --temperature > 0", file=sys.stderr)
+        print(
+            "error: --steps, --thoughts, --every >= 1, --samples >= 2 and --temperature > 0", file=sys.stderr
+        )
         return 2
     torch.set_num_threads(2)
     torch.manual_seed(0)
@@ -104,7 +106,9 @@ def main() -> int:
         else:
             with torch.no_grad():
                 model.eval()
-                drawn = sampler.sample(flat, Sampling(args.temperature, 1.0, args.think_tokens), args.think_tokens)
+                drawn = sampler.sample(
+                    flat, Sampling(args.temperature, 1.0, args.think_tokens), args.think_tokens
+                )
             thoughts = [th for th, _, _ in drawn]
         model.train()
         with learner.autocast:
@@ -115,9 +119,14 @@ def main() -> int:
         loss.backward()
         opt.step()
         sampler.load_weights(model)
-    mode = "no thought (constrained control)" if args.no_thought else (
-        f"{args.thoughts} thoughts per information set per step, at most {args.think_tokens} tokens, "
-        f"temperature {args.temperature:g}; readout {args.samples} thoughts per information set")
+    mode = (
+        "no thought (constrained control)"
+        if args.no_thought
+        else (
+            f"{args.thoughts} thoughts per information set per step, at most {args.think_tokens} tokens, "
+            f"temperature {args.temperature:g}; readout {args.samples} thoughts per information set"
+        )
+    )
     lines = [
         "# Think-mode supervised probe: card dependence through a sampled thought",
         "",
