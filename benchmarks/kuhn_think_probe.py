@@ -42,7 +42,7 @@ def gaps(pol: dict[str, float]) -> tuple[float, float, float]:
     return pol["Kb"] - pol["Jb"], pol["K"] - pol["J"], pol["Kp"] - pol["Jp"]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--lr", type=float, default=1e-4)
@@ -54,7 +54,7 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=16, help="thoughts per information set in a readout")
     parser.add_argument("--preset", default="kuhn-smollm2-think")
     parser.add_argument("--out", default="")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.steps < 1 or args.thoughts < 1 or args.every < 1 or args.samples < 2 or args.temperature <= 0:
         print(
             "error: --steps, --thoughts, --every >= 1, --samples >= 2 and --temperature > 0", file=sys.stderr
@@ -130,7 +130,7 @@ def main() -> int:
     lines = [
         "# Think-mode supervised probe: card dependence through a sampled thought",
         "",
-        "Command: `python benchmarks/kuhn_think_probe.py " + " ".join(sys.argv[1:]) + "`",
+        "Command: `python benchmarks/kuhn_think_probe.py " + " ".join(sys.argv[1:] if argv is None else argv) + "`",
         "",
         f"Preset {args.preset}'s learner and thought sampler, LoRA, lr {args.lr:g}, {mode}. Target Nash (alpha "
         f"1/6). {NASH_GAPS} Card accuracy: held-out classifier of the card from the thought (chance 0.33).",

@@ -75,13 +75,13 @@ def gradient(learner, losses: list[torch.Tensor]) -> torch.Tensor:
     )
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="kuhn-smollm2-think")
     parser.add_argument("--batches", type=int, default=3)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", default="")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.batches < 1:
         print("error: --batches must be >= 1", file=sys.stderr)
         return 2
@@ -122,7 +122,7 @@ def main() -> int:
     lines = [
         "# Think mode: the update's gradient by term, at the base model",
         "",
-        "Command: `python benchmarks/think_grad_parts.py " + " ".join(sys.argv[1:]) + "`",
+        "Command: `python benchmarks/think_grad_parts.py " + " ".join(sys.argv[1:] if argv is None else argv) + "`",
         "",
         f"Preset {args.preset} (advantage {a.estimator}, loss_norm {s.learner.loss_norm:g}, entropy "
         f"{s.learner.entropy_coef:g}, grad clip {clip:g}); norms over the LoRA parameters. 'Move kept': the "

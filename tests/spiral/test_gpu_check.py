@@ -3,27 +3,14 @@ trainer steps, the behaviour-vs-learner log-prob comparison, the weight sync, an
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).parents[2]
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_check"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_gpu_check_on_the_cpu(tmp_path):
-    gc = _load()
+def test_gpu_check_on_the_cpu(tmp_path, bench_script):
+    gc = bench_script("gpu_check")
     out = tmp_path / "gpu_check.md"
     argv = ["--device", "cpu", "--model", "tiny-qwen3", "--steps", "2", "--turns", "8", "--max-new-tokens", "8",
             "--out", str(out)]  # fmt: skip
@@ -38,8 +25,8 @@ def test_gpu_check_on_the_cpu(tmp_path):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the error is about a missing GPU")
-def test_gpu_check_without_a_gpu_is_one_line(capsys, tmp_path):
-    assert _load().main(["--out", str(tmp_path / "x.md")]) == 2
+def test_gpu_check_without_a_gpu_is_one_line(capsys, tmp_path, bench_script):
+    assert bench_script("gpu_check").main(["--out", str(tmp_path / "x.md")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "needs a CUDA GPU" in err
     assert not (tmp_path / "x.md").exists()

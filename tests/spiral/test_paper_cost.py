@@ -3,25 +3,12 @@ formulas, and the page it writes."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "paper_cost.py"
 
 
 @pytest.fixture(scope="module")
-def pc():
-    spec = importlib.util.spec_from_file_location("paper_cost", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up while the script runs
-    try:
-        spec.loader.exec_module(mod)
-        yield mod
-    finally:
-        sys.modules.pop(spec.name, None)
+def pc(bench_script):
+    return bench_script("paper_cost")
 
 
 def test_parameter_count_from_the_architecture_is_qwen3_4b(pc):

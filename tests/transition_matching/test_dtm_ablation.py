@@ -4,7 +4,6 @@ tiny run and the preset's head width are in test_dtm_ablation_run.py."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pickle
 from pathlib import Path
@@ -14,7 +13,6 @@ import pytest
 from runkit.errors import UserError
 from transition_matching.study import ablation, ablation_page, budget, plan, quality, runner, workers
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "tm_dtm_ablation.py"
 TINY = {"patch": 4, "backbone": "transformer", "width": 16, "depth": 1, "heads": 2, "head_width": 16,
         "head_depth": 1, "batch_size": 16, "lr": 1e-3, "warmup": 2}  # fmt: skip
 LEVERS = {"dtm-draws4": {"head_draws"}, "dtm-logit": {"time_dist", "head_time_dist"}, "dtm-head": {"head_width"},
@@ -284,11 +282,8 @@ def test_page_from_synthetic_rows(mode, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def cli():
-    spec = importlib.util.spec_from_file_location("tm_dtm_ablation", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def cli(bench_script):
+    return bench_script("tm_dtm_ablation")
 
 
 def test_cli_hands_its_options_to_the_ablation(cli, monkeypatch):

@@ -3,7 +3,6 @@ transition_matching.study, resuming and merging (fake workers), and tiny real ru
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,19 +11,14 @@ import pytest
 from transition_matching.study import page, plan, workers
 from transition_matching.study.runner import run_study
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "tm_quality_vs_nfe.py"
-
 TINY = {"seeds": (0, 1), "steps": {"checkerboard": 3, "digits": 3}, "n_eval": 16, "fm_steps": (2, 4),
         "dtm": [(1, 1), (2, 4)], "ar_T": (1,), "ar_head_steps": (1,), "time_repeats": 0}  # fmt: skip
 QUALITY = ("w2", "energy", "cfid", "class_acc")
 
 
 @pytest.fixture(scope="module")
-def cli():
-    spec = importlib.util.spec_from_file_location("tm_quality_vs_nfe", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def cli(bench_script):
+    return bench_script("tm_quality_vs_nfe")
 
 
 @pytest.fixture
