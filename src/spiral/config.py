@@ -94,6 +94,7 @@ class RolloutSettings:
     think_tokens: int = opt(
         48, "think mode: thought budget in tokens (it also ends at \\boxed or the stop token)"
     )
+    think_temperature: float = opt(0.0, "think mode: the thoughts' temperature (0: rollout.temperature)")
     keep_all_turns: bool = opt(
         False,
         "train on every turn played in the step's games (else exactly turns_per_step sampled from them)",
@@ -418,7 +419,10 @@ def validate(s: Settings) -> None:
                    ("learner.entropy_coef", lr.entropy_coef), ("learner.micro_batch_tokens", lr.micro_batch_tokens),
                    ("rollout.pool_size", r.pool_size), ("eval.exploitability_every", e.exploitability_every), ("learner.kl_ref_every", lr.kl_ref_every), ("rollout.think_tokens", r.think_tokens), ("eval.think_samples", e.think_samples)]:  # fmt: skip
         _positive(key, v, allow_zero=True)
-    if not 0 <= r.temperature <= 10 or not 0 <= e.temperature <= 10 or not 0 < w.temperature <= 10:
+    if (
+        not all(0 <= t <= 10 for t in (r.temperature, e.temperature, r.think_temperature))
+        or not 0 < w.temperature <= 10
+    ):
         raise UserError("temperatures must lie in [0, 10] (warm-up: > 0)")
     if r.temperature == 0:
         raise UserError("rollout.temperature must be > 0: training needs sampled moves and their log-probs")

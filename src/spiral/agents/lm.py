@@ -123,11 +123,18 @@ class ThinkPolicy(LMPolicy):
     A response's `tokens` are the thought's then the move's; its `logprobs` the thought tokens' then
     log P(move | legal, prompt + thought); `thought_len` says where the thought ends."""
 
-    def __init__(self, tokenizer, sampler, prompt_format: PromptFormat, budget: int = 48) -> None:
+    def __init__(self, tokenizer, sampler, prompt_format: PromptFormat, budget: int = 48,
+                 thought_temperature: float = 0.0) -> None:  # fmt: skip
         from spiral.generation.actions import Candidates
 
         super().__init__(tokenizer, sampler, prompt_format)
         self.candidates, self.budget = Candidates(tokenizer), budget
+        self.thought_temperature = thought_temperature  # 0: the sampling's temperature, as the move's
+
+    def thought_sampling(self, sampling: Sampling) -> Sampling:
+        """How the thoughts are sampled: `sampling` at the thought temperature, when one is set."""
+        t = self.thought_temperature or sampling.temperature
+        return Sampling(t, sampling.top_p, sampling.max_new_tokens)
 
     def respond(
         self, observations: list[str], sampling: Sampling, legal: list[list[str]] | None = None
@@ -138,7 +145,7 @@ class ThinkPolicy(LMPolicy):
         if legal is None:
             raise ValueError("think mode needs the legal moves of each observation")
         prompts = self.format.encode(observations)
-        thoughts = self.generator.sample(prompts, sampling, self.budget)
+        thoughts = self.generator.sample(prompts, self.thought_sampling(sampling), self.budget)
         cands = [self.candidates.for_legal(list(lg)) for lg in legal]
         scores = self.generator.move_scores(
             prompts, [th for th, _, _ in thoughts], cands, sampling.temperature or 1.0
@@ -170,6 +177,7 @@ def build_policy(
     score_dtype: str = "fp32",
     prompt_style: str = "paper",
     think_tokens: int = 48,
+    think_temperature: float = 0.0,
 ) -> LMPolicy:
     """An LMPolicy sampling from `model` with generator `generator` (spiral.generation.make_generator), or with
     `action_mode = "constrained"` a ConstrainedPolicy scoring the legal moves with `model` itself."""
@@ -184,7 +192,7 @@ def build_policy(
         from spiral.generation.think import ThinkSampler
 
         think = ThinkSampler(sampler, model, tokenizer, stop_ids(model, tokenizer), score_dtype)
-        return ThinkPolicy(tokenizer, think, fmt, think_tokens)
+        return ThinkPolicy(tokenizer, think, fmt, think_tokens, think_temperature)
     if stop_at_box:
         from spiral.prompting import BoxStop
 
@@ -248,5 +256,6 @@ def make_lm_agent(
     style = run.get("model", {}).get("prompt_style", "paper")
     policy = build_policy(model, tokenizer, dtype, batch_size, seed or 0, template, generator=kind,
                           stop_at_box=stop_at_box, action_mode=mode, score_dtype=resolve_gen_dtype(dtype),
-                          prompt_style=style, think_tokens=run.get("rollout", {}).get("think_tokens", 48))  # fmt: skip
+                          prompt_style=style, think_tokens=run.get("rollout", {}).get("think_tokens", 48),
+                          think_temperature=run.get("rollout", {}).get("think_temperature", 0.0))  # fmt: skip
     return LMAgent(policy, Sampling(temperature, top_p, max_new), name=f"lm:{Path(spec).name or spec}")

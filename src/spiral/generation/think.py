@@ -159,14 +159,19 @@ def score_thought_tokens(
     thoughts: list[list[int]],
     candidates: list[list[list[int]]],
     temperature: float = 1.0,
+    thought_temperature: float | None = None,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """As `score_thoughts`, with each thought token's log-prob: (R, longest thought), 0 past a thought's end."""
+    """As `score_thoughts`, with each thought token's log-prob: (R, longest thought), 0 past a thought's end.
+    The thought's tokens are scored at `thought_temperature` (None: `temperature`), the moves at `temperature`."""
     out, mask, cache = forward_shared_prefixes(model, prompts)
     dev = mask.device
-    first = _logp(out.logits[:, -1, :], temperature)  # (P, V): the first token after each prompt
+    t_th = temperature if thought_temperature is None else thought_temperature
+    last_logits = out.logits[:, -1, :]
+    first = _logp(last_logits, temperature)  # (P, V): the first token after each prompt
+    first_th = first if t_th == temperature else _logp(last_logits, t_th)
     idx = torch.tensor(rows, device=dev)
     cache.batch_select_indices(idx)  # each turn's row starts from its prompt's cache (gathered, not copied)
-    mask, first = mask[idx], first[idx]
+    mask, first, first_th = mask[idx], first[idx], first_th[idx]
     R = len(rows)
     lens = [len(t) for t in thoughts]
     lmax = max(lens)
@@ -203,16 +208,21 @@ def score_thought_tokens(
         for node, target, k in steps:
             picks.append((r, lmax + node, target, k))
     if Q == 0:  # no thought and one-token candidates: the prompt's logits say everything
-        logp = first[:, None, :]
+        logp = logp_th = first[:, None, :]
     else:
         ids, pos, tail = ids.to(dev), pos.to(dev), tail.to(dev)
         allowed = tree_mask(model, mask, tail)
         step = model(input_ids=ids, attention_mask=allowed, position_ids=pos, cache=cache, use_cache=True)
         logp = _logp(step.logits, temperature)  # (R, Q, V)
+        logp_th = logp if t_th == temperature else _logp(step.logits, t_th)
     r_, q_, t_, k_ = (torch.tensor(x, device=dev) for x in zip(*picks, strict=True))
-    from_prompt = q_ < 0
-    values = torch.where(from_prompt, first[r_, t_], logp[r_, q_.clamp(min=0), t_])
+    from_prompt, q_c = q_ < 0, q_.clamp(min=0)
+    values = torch.where(from_prompt, first[r_, t_], logp[r_, q_c, t_])
     is_thought = k_ < 0
+    if t_th != temperature:  # the thought's tokens at their own temperature
+        values = torch.where(
+            is_thought, torch.where(from_prompt, first_th[r_, t_], logp_th[r_, q_c, t_]), values
+        )
     per_token = torch.zeros((R, max(lmax, 1)), dtype=values.dtype, device=dev)
     per_token = per_token.index_put((r_[is_thought], -1 - k_[is_thought]), values[is_thought])[:, :lmax]
     sizes = torch.tensor([len(c) for c in candidates], device=dev)

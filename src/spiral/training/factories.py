@@ -79,7 +79,7 @@ def make_policy(s: Settings, model, tokenizer, seed: int) -> LMPolicy:
     m, r = s.model, s.rollout
     return build_policy(model, tokenizer, resolve_gen_dtype(m.gen_dtype), r.gen_batch_size, seed,
                         m.prompt_template, m.share_prefix, m.generator, r.stop_at_box, r.action_mode,
-                        learner_dtype(s), m.prompt_style, r.think_tokens)  # fmt: skip
+                        learner_dtype(s), m.prompt_style, r.think_tokens, r.think_temperature)  # fmt: skip
 
 
 def learner_dtype(s: Settings) -> str:
@@ -144,7 +144,8 @@ def build_learner(s: Settings, run_path: Path, ckpt, world=None):
         ref.to(device)
     share = m.share_prefix and not m.gradient_checkpointing
     fast = m.lora and frozen_wanted(m.frozen_bf16) and device.type == "cpu"  # bf16 matmuls, frozen weights
-    learner = Learner(model, s.learner, s.rollout.temperature, learner_dtype(s), ref, share, fast, world)
+    learner = Learner(model, s.learner, s.rollout.temperature, learner_dtype(s), ref, share, fast, world,
+                      s.rollout.think_temperature)  # fmt: skip
     return tokenizer, model, learner
 
 

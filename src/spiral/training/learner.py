@@ -93,11 +93,12 @@ class Learner:
 
     def __init__(
         self, model: nn.Module, settings, temperature: float = 1.0, dtype: str = "fp32", ref_model=None,
-        share_prefix: bool = False, frozen_bf16: bool = False, world=None,
+        share_prefix: bool = False, frozen_bf16: bool = False, world=None, thought_temperature: float = 0.0,
     ):  # fmt: skip
         from spiral.device import autocast_for, device_of
 
         self.model, self.s, self.temperature, self.ref_model = model, settings, temperature, ref_model
+        self.thought_temperature = thought_temperature or temperature  # think mode: the thoughts' tokens
         self.device = device_of(model)
         self.share_prefix = share_prefix
         # LoRA: the frozen base weights multiply in bf16 (spiral.generation.native.frozen); a full fine-tune's

@@ -40,7 +40,7 @@ def update_think(learner, turns: list, step: int) -> dict[str, float]:
         thoughts = [list(t.response_ids[: t.thought_len]) for t in chunk]
         cands = [t.candidates for t in chunk]
         toks, scores = score_thought_tokens(model, [list(p) for p in prompts], rows, thoughts, cands,
-                                            learner.temperature)  # fmt: skip
+                                            learner.temperature, learner.thought_temperature)  # fmt: skip
         return toks.float(), [torch.log_softmax(sc.float(), dim=-1) for sc in scores]
 
     def terms(i: int):

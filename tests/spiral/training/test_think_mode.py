@@ -47,9 +47,23 @@ def test_per_token_thought_scores_sum_to_the_thought_score(tiny):
     assert torch.allclose(per.sum(-1), total) and float(per[1].abs().sum()) == 0.0
 
 
-def _think_policy(model, tok, budget=8, generator="hf"):
+def test_thought_tokens_take_their_own_temperature_and_moves_keep_theirs(tiny):
+    model, tok = tiny
+    prompts = PromptFormat(tok, "auto", "compact").encode(OBS)
+    thoughts = [_ids(tok, " I bet with a King"), []]
+    cands = [[_ids(tok, "\\boxed{bet}"), _ids(tok, "\\boxed{check}")]] * 2
+    with torch.no_grad():
+        both, moves = score_thought_tokens(model, prompts, [0, 1], thoughts, cands, 1.0, 0.5)
+        cold, cold_moves = score_thought_tokens(model, prompts, [0, 1], thoughts, cands, 0.5)
+        _, warm_moves = score_thought_tokens(model, prompts, [0, 1], thoughts, cands, 1.0)
+    assert torch.allclose(both, cold, atol=1e-6)
+    assert all(torch.allclose(m, w, atol=1e-6) for m, w in zip(moves, warm_moves, strict=True))
+    assert not torch.allclose(moves[0], cold_moves[0], atol=1e-4)  # the temperatures differ where they should
+
+
+def _think_policy(model, tok, budget=8, generator="hf", thought_temperature=0.0):
     return build_policy(model, tok, "fp32", 8, 3, "auto", True, generator, action_mode="think", score_dtype="fp32",
-                        prompt_style="compact", think_tokens=budget)  # fmt: skip
+                        prompt_style="compact", think_tokens=budget, think_temperature=thought_temperature)  # fmt: skip
 
 
 def test_think_responses_hold_a_thought_then_a_legal_move(tiny):
@@ -64,15 +78,18 @@ def test_think_responses_hold_a_thought_then_a_legal_move(tiny):
         assert stop_ids(model, tok)[0] not in r.tokens[: r.thought_len]
 
 
-def test_learner_recomputes_the_behaviour_logprobs(tiny):
-    """Before any update, PPO's ratio is 1 on every thought token and move (fp32 sampler and learner)."""
+@pytest.mark.parametrize("thought_temperature", [0.0, 0.6])
+def test_learner_recomputes_the_behaviour_logprobs(tiny, thought_temperature):
+    """Before any update, PPO's ratio is 1 on every thought token and move (fp32 sampler and learner), also
+    with thoughts sampled at a temperature of their own."""
     from types import SimpleNamespace
 
     from spiral.training.learner import Learner
     from spiral.training.rollout import Turn
 
     model, tok = tiny
-    policy = _think_policy(model, tok)
+    policy = _think_policy(model, tok, thought_temperature=thought_temperature)
+    assert policy.thought_sampling(Sampling(1.0, 1.0, 64)).temperature == (thought_temperature or 1.0)
     out = policy.respond(OBS * 4, Sampling(1.0, 1.0, 64), LEGAL * 4)
     turns = [Turn(game_id=i, env_id="x", role=0, prompt_ids=r.prompt_ids, response_ids=r.tokens,
                   old_logprobs=r.logprobs, response_text=r.text, legal_actions=LEGAL[i % 2],
@@ -82,7 +99,7 @@ def test_learner_recomputes_the_behaviour_logprobs(tiny):
                         clip=0.2, loss_norm=8.0, kl_coef=0.0, entropy_coef=0.1, micro_batch_tokens=300,
                         micro_batch_size=4, grad_clip=1.0, update=True)  # fmt: skip
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    m = Learner(model, s).update(turns, 0)
+    m = Learner(model, s, thought_temperature=thought_temperature).update(turns, 0)
     assert m["train/ratio_mean"] == pytest.approx(1.0, abs=1e-5)
     assert m["train/ratio_max"] == pytest.approx(1.0, abs=1e-4) and m["train/approx_kl"] < 1e-8
     assert 0 < m["train/entropy"] <= torch.log(torch.tensor(2.0)).item() + 1e-6  # per turn, over 2 moves

@@ -56,6 +56,7 @@ def test_overrides_are_typed_and_reach_nested_tables():
         (["rollout.parse_mode=loose"], "must be one of"),
         (["advantage.decay=1.5"], "decay"),
         (["rollout.temperature=0"], "temperature"),
+        (["rollout.think_temperature=-0.5"], "temperatures must lie"),
     ],
 )
 def test_impossible_settings_are_one_line_errors(overrides, message):
