@@ -6,7 +6,8 @@ starting policy, entropy bonus, a pool of past policies as opponents).
 It answers in seconds what an LM run answers in an hour: whether the objective and the RL code can reach a low
 exploitability at all. With chip rewards it does; with +1/-1 outcome rewards it cannot (calling weakly
 dominates folding for every card in that game). `python -m spiral.tabular --help` runs the measurements of
-docs/spiral_training.md.
+docs/spiral_training.md. `card_scale > 0` makes it a card-blind twin: shared logits per betting history plus a
+weak per-card table, which sits on the LM's card-blind plateau before it learns the card.
 """
 
 from __future__ import annotations
@@ -28,15 +29,32 @@ from spiral.training.losses import ppo_clip_loss
 from spiral.training.rollout import RolloutCollector
 
 INDEX = {k: i for i, k in enumerate(KEYS)}
+HISTORIES = sorted({k[1:] for k in KEYS})  # "", "b", "p", "pb": the betting history without the card
+HISTORY_OF = torch.tensor([HISTORIES.index(k[1:]) for k in KEYS])
 
 
 class TablePolicy:
     """logits (12, 2) over [passive, aggressive]; `respond` has the LM policy's interface (constrained form:
     the response is the move's `\\boxed{}` answer, the candidates are the two moves)."""
 
-    def __init__(self, seed: int = 0) -> None:
-        self.logits = torch.zeros(len(KEYS), 2, requires_grad=True)
+    def __init__(self, seed: int = 0, card_scale: float = 0.0) -> None:
+        self.table = torch.zeros(len(KEYS), 2, requires_grad=True)
+        self.card_scale = card_scale
+        # card_scale > 0: logits = shared[betting history] + card_scale * table, a twin of a shared network
+        # whose card features start weak (the LM: P(move) nearly equal across cards at the start)
+        self.shared = torch.zeros(len(HISTORIES), 2, requires_grad=True)
         self.rng = torch.Generator().manual_seed(seed)
+
+    @property
+    def logits(self) -> torch.Tensor:
+        """(12, 2) logits of the information sets."""
+        if not self.card_scale:
+            return self.table
+        return self.shared[HISTORY_OF] + self.card_scale * self.table
+
+    def parameters(self) -> list[torch.Tensor]:
+        """What the optimiser trains."""
+        return [self.shared, self.table] if self.card_scale else [self.table]
 
     def policy(self) -> Policy:
         """P(bet or call) at each information set."""
@@ -75,6 +93,7 @@ class TabularSettings:
     pool_prob: float = 0.5
     decay: float = 0.95  # RAE
     baseline: str = "role"  # RAE baselines per role (the paper's) or per state (information set)
+    card_scale: float = 0.0  # > 0: shared logits per betting history + card_scale x a per-card table
     seed: int = 0
     eval_every: int = 10  # steps
 
@@ -98,9 +117,9 @@ class TabularResult:
 def train_tabular(s: TabularSettings) -> TabularResult:
     """Self-play of a softmax table through the project's collector, RAE and PPO-clip loss."""
     torch.manual_seed(s.seed)
-    table = TablePolicy(s.seed)
+    table = TablePolicy(s.seed, s.card_scale)
     start = table.logits.detach().clone()
-    opt = torch.optim.Adam([table.logits], lr=s.lr)
+    opt = torch.optim.Adam(table.parameters(), lr=s.lr)
     collector = RolloutCollector(
         table, ["KuhnPoker-v2"], {"KuhnPoker-v2": {"rounds": 1, "reward": s.reward}}, num_envs=s.turns_per_step,
         sampling=Sampling(1.0, 1.0, 1), seed=s.seed, keep_all=True,
