@@ -200,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         r = train_tabular(TabularSettings(**{**args, "seed": seed}))
         late = r.exploitability[len(r.exploitability) * 3 // 4 :]
         rows.append({"seed": seed, "final": r.exploitability[-1], "final_avg": r.avg_exploitability[-1],
-                     "min": min(r.exploitability), "late_max": max(late), "turns_to_0.15": r.first_turns_below(0.15),
+                     "min": min(r.exploitability), "late_max": max(late), "turns_to_0.30": r.first_turns_below(0.30),
+                     "turns_to_0.15": r.first_turns_below(0.15),
                      "seconds": round(r.seconds, 1)})  # fmt: skip
     if as_json:
         print(json.dumps({"settings": args, "runs": rows}, indent=2))
