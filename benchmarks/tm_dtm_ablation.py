@@ -8,8 +8,9 @@
     python benchmarks/tm_dtm_ablation.py --scale 1        # the paper mode's budget instead (a record of its own)
 
 DTM 16x4 in the paper's regime (configs/tm/dtm-digits-paper.toml) with one lever at a time: head_draws 4,
-logit-normal t and s, a head of about 2 % of the backbone's parameters, the stochastic head sampler sde (sampling
-only: evaluated on the baseline model and on the combination), then all of them. References: FM with 128 and 256
+logit-normal t and s, the paper's head shape (6 residual blocks) at about 2 % of the backbone's parameters, the
+stochastic head sampler sde (sampling only: evaluated on the baseline model and on the combination), then all of
+them. References: FM with 128 and 256
 Euler steps, trained with uniform and with logit-normal t. Every model trains the same compute (seconds per step
 calibrated once and stored under the run folder; a dearer step gets fewer steps), 3 seeds, cFID measured while
 training. Resumable per cell (data, seed, model): finished cells are kept in the JSON and in their run folders

@@ -15,8 +15,9 @@ from transition_matching.study import ablation, ablation_page, budget, plan, qua
 
 TINY = {"patch": 4, "backbone": "transformer", "width": 16, "depth": 1, "heads": 2, "head_width": 16,
         "head_depth": 1, "batch_size": 16, "lr": 1e-3, "warmup": 2}  # fmt: skip
-LEVERS = {"dtm-draws4": {"head_draws"}, "dtm-logit": {"time_dist", "head_time_dist"}, "dtm-head": {"head_width"},
-          "dtm-all": {"head_draws", "time_dist", "head_time_dist", "head_width"}}  # fmt: skip
+LEVERS = {"dtm-draws4": {"head_draws"}, "dtm-logit": {"time_dist", "head_time_dist"},
+          "dtm-head": {"head_width", "head_depth"},
+          "dtm-all": {"head_draws", "time_dist", "head_time_dist", "head_width", "head_depth"}}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +39,12 @@ def test_one_lever_at_a_time(mode):
         assert {k for k in s if s[k] != base.get(k)} == keys, name
     assert settings("dtm-all")["head_draws"] == 4 and settings("dtm-logit")["time_dist"] == "logit_normal"
     assert settings("dtm-head")["head_width"] == mode["head"]["width"] != base["head_width"]
+    assert (
+        settings("dtm-head")["head_depth"]
+        == mode["head"]["depth"]
+        == ablation.HEAD_DEPTH
+        != base["head_depth"]
+    )
     fm, fm_logit = settings("fm"), settings("fm-logit")
     assert {k for k in fm_logit if fm_logit[k] != fm.get(k)} == {"time_dist"}
     v = {a["key"]: a for a in mode["variants"]}
@@ -100,7 +107,7 @@ def test_calibration_times_a_model_again_when_its_settings_change(monkeypatch, t
     cal = budget.calibrate(tmp_path, "digits", mode, ["fm", "dtm", "dtm-head"])
     assert cal["step_seconds"] == pytest.approx({"fm": 0.1, "dtm": 0.1, "dtm-head": 0.15})
     assert budget.calibrate(tmp_path, "digits", mode, ["fm", "dtm-head"]) == cal  # nothing new: not timed
-    wider = {**mode, "models": ablation.lever_models(mode["head"]["width"] + 4)}
+    wider = {**mode, "models": ablation.lever_models({**mode["head"], "width": mode["head"]["width"] + 4})}
     cal = budget.calibrate(tmp_path, "digits", wider, ["fm", "dtm", "dtm-head"])
     assert cal["step_seconds"] == pytest.approx({"fm": 0.1, "dtm": 0.1, "dtm-head": 0.2})  # on FM's old scale
     assert cal["models"]["dtm-head"]["head_width"] == mode["head"]["width"] + 4

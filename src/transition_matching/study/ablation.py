@@ -2,8 +2,8 @@
 matching's image quality at equal training compute.
 
 It starts from DTM 16x4 in the paper's regime (configs/tm/dtm-digits-paper.toml) and adds one lever at a time:
-head_draws 4; logit-normal t and s; a head of about 2 % of the backbone's parameters (the width is found by
-counting parameters with transition_matching.cost); the stochastic head sampler sde (sampling only, so it is
+head_draws 4; logit-normal t and s; the paper's head shape (6 residual blocks, the preset has 2) at about 2 % of
+the backbone's parameters (the width is found by counting parameters with transition_matching.cost); the stochastic head sampler sde (sampling only, so it is
 evaluated on the baseline model and on the combination); then all levers together. The references are FM with
 128 and 256 Euler steps, trained with uniform and with logit-normal t. Every model trains for the same compute
 (study.budget calibrates the seconds per step; steps = budget x FM's seconds per step / the model's own), for 3
@@ -44,6 +44,9 @@ FM_STEPS = (128, 256)
 PAPER_BUDGET = MODES["paper"]["steps"][DATA]  # FM steps of the paper mode on digits (the preset's 1,200)
 SCALE = 4  # the default budget: 4x the paper mode's, as in tm_quality_vs_nfe_paper_long
 HEAD_SHARE = 0.02  # lever (c): head parameters / backbone parameters (the paper: a 40M head on a 1.7B DiT)
+HEAD_DEPTH = (
+    6  # lever (c)'s residual blocks: the paper's head (MAR's, 6 blocks of width 1024); the preset has 2
+)
 SDE = "sde"  # lever (d): Euler-Maruyama with ETA 1 (solvers.py)
 SIZES = {  # per size: seeds, FM budget (None: SCALE x the paper's), samples per row, curve, time target
     "full": {"seeds": (0, 1, 2), "budget": None, "n_eval": 600, "points": 8, "curve_n": 300, "target_min": None},
@@ -51,7 +54,7 @@ SIZES = {  # per size: seeds, FM budget (None: SCALE x the paper's), samples per
 }  # fmt: skip
 
 
-def lever_models(head_width: int) -> list[dict]:
+def lever_models(head: dict) -> list[dict]:
     """The trained models: FM with uniform and with logit-normal t, the DTM baseline, one DTM per training lever
     (each differs from the baseline in that lever only), and DTM with all of them."""
     ln = {"time_dist": LN, "head_time_dist": LN}
@@ -61,8 +64,15 @@ def lever_models(head_width: int) -> list[dict]:
         {"name": "dtm", "method": "dtm"},
         {"name": "dtm-draws4", "method": "dtm", "head_draws": 4},
         {"name": "dtm-logit", "method": "dtm", **ln},
-        {"name": "dtm-head", "method": "dtm", "head_width": head_width},
-        {"name": "dtm-all", "method": "dtm", "head_draws": 4, **ln, "head_width": head_width},
+        {"name": "dtm-head", "method": "dtm", "head_width": head["width"], "head_depth": head["depth"]},
+        {
+            "name": "dtm-all",
+            "method": "dtm",
+            "head_draws": 4,
+            **ln,
+            "head_width": head["width"],
+            "head_depth": head["depth"],
+        },
     ]
 
 
@@ -75,12 +85,13 @@ def variants(head: dict, sde: str = SDE) -> list[dict]:
         return {"key": key, "label": f"DTM {T}x{S}{label}", "lever": lever, "model": model, "method": "dtm",
                 "steps": T, "head_steps": S, "head_solver": solver}  # fmt: skip
 
-    w, share = head["width"], f"{100 * head['share']:.1f} %"
+    w, d, share = head["width"], head["depth"], f"{100 * head['share']:.1f} %"
     out = [
         dtm("baseline", " baseline", "none", "dtm"),
         dtm("draws4", " + head_draws 4", "head_draws 4 (was 1)", "dtm-draws4"),
         dtm("logit", " + logit-normal t, s", "time_dist and head_time_dist logit_normal", "dtm-logit"),
-        dtm("head", f" + head width {w}", f"head of {share} of the backbone's parameters", "dtm-head"),
+        dtm("head", f" + head {d} x {w}", f"the paper's head shape ({d} blocks) at {share} of the backbone's "
+            "parameters", "dtm-head"),
         dtm("sde", f" + {sde} head sampler", f"head sampler {sde} (sampling only: the baseline model)", "dtm", sde),
         dtm("all", ", all levers", f"all four (head sampler {sde})", "dtm-all", sde),
         dtm("all-euler", ", all training levers", "all but the sampler (Euler head)", "dtm-all"),
@@ -92,10 +103,11 @@ def variants(head: dict, sde: str = SDE) -> list[dict]:
     return out
 
 
-def head_width_for(train: dict, share: float = HEAD_SHARE, step: int = 4) -> dict:
-    """The head width (a multiple of `step`) whose head's parameters come closest to `share` of the backbone's,
-    counted as `tm cost` counts them (cost.config_pass_cost on DTM with these settings); with that share, the
-    share of the settings' own head width and the backbone's parameters."""
+def head_width_for(train: dict, share: float = HEAD_SHARE, step: int = 4, depth: int | None = None) -> dict:
+    """The head width (a multiple of `step`) whose head, `depth` residual blocks deep (None: the settings'
+    depth), has parameters closest to `share` of the backbone's, counted as `tm cost` counts them
+    (cost.config_pass_cost on DTM with these settings); with that share, the settings' own head (width, depth,
+    share) and the backbone's parameters."""
     import dataclasses
 
     from transition_matching.config import make_config, resolve
@@ -105,21 +117,24 @@ def head_width_for(train: dict, share: float = HEAD_SHARE, step: int = 4) -> dic
     cfg = make_config(method="dtm", data=DATA, **train)
     ds = load_training_data(cfg)
     cfg = resolve(cfg, ds.n_tokens)
+    depth = cfg.head_depth if depth is None else depth
 
     def share_of(width: int) -> float:
-        c = config_pass_cost(dataclasses.replace(cfg, head_width=width), ds, rows=ds.n_tokens, repeats=0)
+        c = config_pass_cost(dataclasses.replace(cfg, head_width=width, head_depth=depth), ds, rows=ds.n_tokens,
+                             repeats=0)  # fmt: skip
         return c.head_params / c.backbone_params
 
     base = config_pass_cost(cfg, ds, rows=ds.n_tokens, repeats=0)
     width = max(step, round(cfg.head_width / step) * step)
-    seen = {width: base.head_params / base.backbone_params if width == cfg.head_width else share_of(width)}
+    seen = {width: share_of(width)}
     up = seen[width] < share  # walk from the preset's width towards the share: the head grows with its width
     while (seen[width] < share) == up and (up or width > step):
         width += step if up else -step
         seen[width] = share_of(width)
     best = min(seen.items(), key=lambda kv: (abs(kv[1] - share), kv[0]))
-    return {"width": best[0], "share": best[1], "target": share, "preset_width": cfg.head_width,
-            "preset_share": base.head_params / base.backbone_params, "backbone_params": base.backbone_params}  # fmt: skip
+    return {"width": best[0], "depth": depth, "share": best[1], "target": share, "preset_width": cfg.head_width,
+            "preset_depth": cfg.head_depth, "preset_share": base.head_params / base.backbone_params,
+            "backbone_params": base.backbone_params}  # fmt: skip
 
 
 def build_mode(
@@ -136,8 +151,8 @@ def build_mode(
     sde_eta(sde)  # sde or sde:ETA, else a UserError
     size = SIZES["quick" if quick else "full"]
     spec = {**DATA_PAPER[DATA], **({"train": train} if train else {})}
-    head = head_width_for(spec["train"], head_share)
-    models, rows = lever_models(head["width"]), variants(head, sde)
+    head = head_width_for(spec["train"], head_share, depth=HEAD_DEPTH)
+    models, rows = lever_models(head), variants(head, sde)
     grids: dict[str, list] = {}
     for v in rows:
         grids.setdefault(v["model"], []).append([v["steps"], max(1, v["head_steps"]), v["head_solver"]])
@@ -203,9 +218,9 @@ def run_ablation(
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     path = record_path(out, mode_name)
     head = mode["head"]
-    print(f"{mode_name}: FM budget {mode['steps'][DATA]} steps; the head lever's width {head['width']} has "
-          f"{100 * head['share']:.2f} % of the backbone's parameters (the preset's {head['preset_width']}: "
-          f"{100 * head['preset_share']:.2f} %)", flush=True)  # fmt: skip
+    print(f"{mode_name}: FM budget {mode['steps'][DATA]} steps; the head lever's head ({head['depth']} blocks "
+          f"of width {head['width']}) has {100 * head['share']:.2f} % of the backbone's parameters (the preset's "
+          f"{head['preset_depth']} x {head['preset_width']}: {100 * head['preset_share']:.2f} %)", flush=True)  # fmt: skip
     rows, history, extras = load_record(path, mode_name, cell_settings(mode, DATA), fresh)
     wanted = {(DATA, s): models_for(mode) for s in seeds}
     rows, todo = runner.split_todo(mode, root, wanted, rows, extras)

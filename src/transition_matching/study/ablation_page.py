@@ -209,9 +209,11 @@ def setup_lines(mode: dict, extras: dict) -> list[str]:
            f"{list(mode['seeds'])} by default.",
            f"- Equal compute: every model trains budget x (FM's seconds per step) / (its own) steps, budget = "
            f"{mode['steps'][d]} FM steps; a lever that makes a step dearer gets fewer steps.",
-           f"- Head lever: the preset's head (width {head['preset_width']}) has {100 * head['preset_share']:.2f} % of "
-           f"the backbone's {head['backbone_params'] / 1e6:.2f}M parameters; the head closest to "
-           f"{100 * head['target']:.0f} % is width {head['width']} ({100 * head['share']:.2f} %), counted by "
+           f"- Head lever: the preset's head ({head.get('preset_depth', '?')} residual blocks of width "
+           f"{head['preset_width']}) has {100 * head['preset_share']:.2f} % of the backbone's "
+           f"{head['backbone_params'] / 1e6:.2f}M parameters, already near the paper's ratio; the lever takes the "
+           f"paper's head shape ({head.get('depth', '?')} blocks, as MAR's head) at the width closest to "
+           f"{100 * head['target']:.0f} %: width {head['width']} ({100 * head['share']:.2f} %), counted by "
            "transition_matching.cost (`tm cost`).",
            "- The sde head sampler is Euler-Maruyama with the flow's marginals at the same number of head "
            "evaluations (solvers.py); it needs no training, so it is evaluated on the baseline and the all-levers "
