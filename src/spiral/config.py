@@ -142,9 +142,7 @@ class LearnerSettings:
     warmup_steps: int = opt(0, "training steps of linear learning-rate warm-up")
     ppo_epochs: int = opt(2, "optimizer steps over each batch")
     clip: float = opt(0.2, "PPO clip range epsilon")
-    micro_batch_size: int = opt(
-        8, "samples per forward/backward (gradient accumulation; lower when out of memory)"
-    )
+    micro_batch_size: int = opt(8, "samples per forward/backward (lower when out of memory)")
     loss_norm: float = opt(4096.0, "constant that divides each sample's summed token losses")
     kl_coef: float = opt(0.0, "weight of a KL penalty to a frozen reference policy (0 = no reference model)")
     kl_ref: str = opt(
@@ -154,6 +152,8 @@ class LearnerSettings:
     )
     kl_ref_every: int = opt(0, "kl_ref=start: steps between moves of the reference to the policy (0: never)")
     entropy_coef: float = opt(0.0, "weight of an entropy bonus (exact over legal moves when constrained)")
+    entropy_decay_steps: int = opt(0, "> 0: steps in which the entropy weight goes linearly to entropy_final")
+    entropy_final: float = opt(0.0, "the entropy weight after entropy_decay_steps steps")
     micro_batch_tokens: int = opt(
         0, "tokens per forward/backward (prompt + response; 0: micro_batch_size turns instead)"
     )
@@ -416,7 +416,7 @@ def validate(s: Settings) -> None:
                    ("learner.warmup_steps", lr.warmup_steps), ("run.keep_checkpoints", run.keep_checkpoints),
                    ("warmup.max_per_action", w.max_per_action), ("warmup.top_up", w.top_up), ("run.threads", run.threads), ("run.max_minutes", run.max_minutes),
                    ("learner.grad_clip", lr.grad_clip), ("learner.weight_decay", lr.weight_decay),
-                   ("learner.entropy_coef", lr.entropy_coef), ("learner.micro_batch_tokens", lr.micro_batch_tokens),
+                   ("learner.entropy_coef", lr.entropy_coef), ("learner.micro_batch_tokens", lr.micro_batch_tokens), ("learner.entropy_decay_steps", lr.entropy_decay_steps), ("learner.entropy_final", lr.entropy_final),
                    ("rollout.pool_size", r.pool_size), ("eval.exploitability_every", e.exploitability_every), ("learner.kl_ref_every", lr.kl_ref_every), ("rollout.think_tokens", r.think_tokens), ("eval.think_samples", e.think_samples)]:  # fmt: skip
         _positive(key, v, allow_zero=True)
     if (

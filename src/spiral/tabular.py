@@ -27,6 +27,7 @@ from spiral.generation.base import Sampling
 from spiral.training.advantage import AdvantageEstimator, drop_zero
 from spiral.training.losses import ppo_clip_loss
 from spiral.training.rollout import RolloutCollector
+from spiral.training.schedule import linear_decay
 
 INDEX = {k: i for i, k in enumerate(KEYS)}
 HISTORIES = sorted({k[1:] for k in KEYS})  # "", "b", "p", "pb": the betting history without the card
@@ -85,6 +86,9 @@ class TabularSettings:
     ppo_epochs: int = 2
     clip: float = 0.2
     entropy_coef: float = 0.0
+    # > 0: the entropy weight moves linearly from entropy_coef to entropy_final over this many steps
+    entropy_decay_steps: int = 0
+    entropy_final: float = 0.0
     kl_coef: float = 0.0  # KL(policy || magnet), exact per information set
     # steps between moves of the magnet to the current policy (0: the start, never moved)
     magnet_every: int = 0
@@ -145,7 +149,14 @@ def train_tabular(s: TabularSettings) -> TabularResult:
         estimator.assign(rollout.games)
         batch = drop_zero(rollout.turns)
         if batch:
-            _ppo(table, start, opt, batch, s)
+            _ppo(
+                table,
+                start,
+                opt,
+                batch,
+                s,
+                linear_decay(step, s.entropy_coef, s.entropy_final, s.entropy_decay_steps),
+            )
         step += 1
         if s.magnet_every and step % s.magnet_every == 0:
             start = table.logits.detach().clone()
@@ -162,7 +173,9 @@ def train_tabular(s: TabularSettings) -> TabularResult:
     return result
 
 
-def _ppo(table: TablePolicy, start: torch.Tensor, opt, batch: list, s: TabularSettings) -> None:
+def _ppo(
+    table: TablePolicy, start: torch.Tensor, opt, batch: list, s: TabularSettings, entropy: float
+) -> None:
     """PPO-clip epochs over one step's turns, with the optional entropy bonus and KL to the start."""
     idx = torch.tensor([t.prompt_ids[0] for t in batch])
     move = torch.tensor([t.choice for t in batch])
@@ -176,8 +189,8 @@ def _ppo(table: TablePolicy, start: torch.Tensor, opt, batch: list, s: TabularSe
         per_sample, _ = ppo_clip_loss(logp, old, adv, torch.ones_like(logp), s.clip, 1.0)
         loss = per_sample.mean()
         p = logp_all[seen].exp()
-        if s.entropy_coef:
-            loss = loss + s.entropy_coef * (p * logp_all[seen]).sum(-1).mean()
+        if entropy:
+            loss = loss + entropy * (p * logp_all[seen]).sum(-1).mean()
         if s.kl_coef:
             loss = loss + s.kl_coef * (p * (logp_all[seen] - ref)).sum(-1).mean()
         opt.zero_grad()

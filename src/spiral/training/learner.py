@@ -22,6 +22,7 @@ from torch import nn
 from runkit.errors import UserError
 from spiral.generation.prefix import forward_shared_prefixes
 from spiral.training.losses import kl_penalty, ppo_clip_loss
+from spiral.training.schedule import linear_decay
 
 
 def collate(turns: list) -> dict[str, torch.Tensor]:
@@ -127,6 +128,14 @@ class Learner:
             return self.s.lr * min(1.0, (step + 1) / self.s.warmup_steps)
         return self.s.lr
 
+    def entropy_at(self, step: int) -> float:
+        """Entropy-bonus weight of training step `step`: learner.entropy_coef, moving linearly to
+        learner.entropy_final over learner.entropy_decay_steps steps when that is > 0."""
+        s = self.s
+        return linear_decay(
+            step, s.entropy_coef, getattr(s, "entropy_final", 0.0), getattr(s, "entropy_decay_steps", 0)
+        )
+
     def update(self, turns: list, step: int) -> dict[str, float]:
         """`ppo_epochs` optimizer steps over `turns` (micro-batched); returns train/ metrics."""
         if not turns:
@@ -135,12 +144,13 @@ class Learner:
             if getattr(turns[0], "thought_len", -1) >= 0:  # think, then move (spiral.training.think_update)
                 from spiral.training.think_update import update_think
 
-                return update_think(self, turns, step)
-            if turns[0].candidates is not None:
+                out = update_think(self, turns, step)
+            elif turns[0].candidates is not None:
                 if any(t.candidates is None for t in turns):
                     raise ValueError("a batch mixes constrained and free-form turns")
-                return self._update_constrained(turns, step)
-            return self._update(turns, step)
+                out = self._update_constrained(turns, step)
+            else:
+                out = self._update(turns, step)
         except (RuntimeError, MemoryError) as e:
             if not _is_oom(e):
                 raise
@@ -148,9 +158,12 @@ class Learner:
                 f"out of memory in the learner; lower learner.micro_batch_size (now {self.s.micro_batch_size}) "
                 "or rollout.max_new_tokens"
             ) from None
+        if getattr(self.s, "entropy_decay_steps", 0) > 0:
+            out["train/entropy_coef"] = self.entropy_at(step)
+        return out
 
     def _update(self, turns: list, step: int) -> dict[str, float]:
-        lr = self._set_lr(step)
+        lr, entropy = self._set_lr(step), self.entropy_at(step)
         # similar prompts together: less padding, and shared prefixes when share_prefix is on
         key = (
             (lambda t: t.prompt_ids)
@@ -181,8 +194,8 @@ class Learner:
                 kl = kl_penalty(logp, ref_cache[i], mask, self.s.loss_norm).sum() / n
                 loss = loss + self.s.kl_coef * kl
                 parts["kl"] = kl.item()
-            if self.s.entropy_coef:
-                loss = loss - self.s.entropy_coef * ((ent * mask).sum(-1) / self.s.loss_norm).sum() / n
+            if entropy:
+                loss = loss - entropy * ((ent * mask).sum(-1) / self.s.loss_norm).sum() / n
             return loss, parts, stats, mask.sum().item()
 
         return self._epochs(len(micro), terms, n, lr)
@@ -271,7 +284,7 @@ class Learner:
         (its candidates share its cache), the turns that played it take their move's log-prob from it."""
         from spiral.generation.actions import score_candidates, token_chunks
 
-        lr = self._set_lr(step)
+        lr, entropy = self._set_lr(step), self.entropy_at(step)
         keys: dict[tuple, int] = {}
         members: list[list] = []
         for t in turns:
@@ -310,7 +323,7 @@ class Learner:
             per_sample, stats = ppo_clip_loss(logp, old, adv,
                                               torch.ones_like(logp), self.s.clip, 1.0)  # fmt: skip
             pg = per_sample.sum() / n
-            loss = pg - self.s.entropy_coef * ent
+            loss = pg - entropy * ent
             parts = {"pg_loss": pg.item(), "entropy": ent.item() * n}
             if ref is not None:
                 loss = loss + self.s.kl_coef * kl

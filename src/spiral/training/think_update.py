@@ -26,7 +26,7 @@ from spiral.training.losses import kl_penalty, ppo_clip_loss
 def update_think(learner, turns: list, step: int) -> dict[str, float]:
     """`ppo_epochs` optimizer steps over think-mode turns; returns train/ metrics."""
     s, dev = learner.s, learner.device
-    lr = learner._set_lr(step)
+    lr, entropy = learner._set_lr(step), learner.entropy_at(step)
     budget = s.micro_batch_tokens if s.micro_batch_tokens > 0 else 4096
     index = think_chunks([t.prompt_ids for t in turns], [len(t.response_ids) for t in turns], budget)
     chunks = [[turns[i] for i in c] for c in index]
@@ -59,7 +59,7 @@ def update_think(learner, turns: list, step: int) -> dict[str, float]:
         mv_loss, mv_stats = ppo_clip_loss(move, old_move, adv, torch.ones_like(move), s.clip, 1.0)
         pg = (th_loss.sum() + mv_loss.sum()) / n
         ent = sum(-(lp.exp() * lp).sum() for lp in move_lp) / n  # exact over the legal moves
-        loss = pg - s.entropy_coef * ent
+        loss = pg - entropy * ent
         parts = {"pg_loss": pg.item(), "entropy": ent.item() * n}
         if use_ref:
             if i not in ref_cache:

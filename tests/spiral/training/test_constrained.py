@@ -350,3 +350,34 @@ def test_a_moving_magnet_restarts_the_kl_and_resumes_exactly(tmp_path, lora):
     assert a[-2]["train/kl"] == pytest.approx(b[-2]["train/kl"], rel=1e-4) and a[-2]["train/kl"] > 1e-3
     assert a[-1]["train/loss"] == pytest.approx(b[-1]["train/loss"], rel=1e-4, abs=1e-7)
     assert a[-1]["eval/exploitability"] == pytest.approx(b[-1]["eval/exploitability"], abs=1e-6)
+
+
+def test_entropy_schedule_gives_each_step_its_own_weight(tiny):
+    """learner.entropy_decay_steps: the update at step k is the update of a constant weight linear_decay(k)."""
+    import copy
+
+    from spiral.training.schedule import linear_decay
+
+    assert [linear_decay(k, 1.0, -1.0, 4) for k in (0, 2, 4, 9)] == [1.0, 0.0, -1.0, -1.0]
+    assert linear_decay(7, 0.3, 0.0, 0) == 0.3  # no schedule
+    model, tok = tiny
+    policy = build_policy(model, tok, action_mode="constrained", prompt_style="compact", seed=3)
+    collector = RolloutCollector(policy, ["KuhnPoker-v2"], {"KuhnPoker-v2": {"rounds": 1}}, num_envs=8,
+                                 sampling=Sampling(1.0, 1.0, 8), keep_all=True)  # fmt: skip
+    turns = collector.collect(8).turns
+    for t in turns:
+        t.advantage = 0.5
+
+    def trained(step: int, **kw) -> tuple[list[torch.Tensor], dict]:
+        m = copy.deepcopy(model)
+        metrics = _learner(m, **kw).update(turns, step)
+        return [p.detach().clone() for p in m.parameters() if p.requires_grad], metrics
+
+    sched = {"entropy_coef": 1.0, "entropy_final": -1.0, "entropy_decay_steps": 2}
+    for step, constant in ((0, 1.0), (2, -1.0)):
+        got, metrics = trained(step, **sched)
+        want, plain = trained(step, entropy_coef=constant)
+        assert metrics["train/entropy_coef"] == constant and "train/entropy_coef" not in plain
+        assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
+    other, _ = trained(0, entropy_coef=-1.0)
+    assert not all(torch.equal(a, b) for a, b in zip(trained(0, **sched)[0], other, strict=True))
