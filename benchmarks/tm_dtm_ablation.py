@@ -10,10 +10,9 @@
 DTM 16x4 in the paper's regime (configs/tm/dtm-digits-paper.toml) with one lever at a time: head_draws 4,
 logit-normal t and s, the paper's head shape (6 residual blocks) at about 2 % of the backbone's parameters, the
 stochastic head sampler sde (sampling only: evaluated on the baseline model and on the combination), then all of
-them. References: FM with 128 and 256
-Euler steps, trained with uniform and with logit-normal t. Every model trains the same compute (seconds per step
-calibrated once and stored under the run folder; a dearer step gets fewer steps), 3 seeds, cFID measured while
-training. Resumable per cell (data, seed, model): finished cells are kept in the JSON and in their run folders
+them. References: FM with 128 and 256 Euler steps, trained with uniform and with logit-normal t. Every model
+trains the same compute (seconds per step calibrated once and stored under the run folder; a dearer step gets
+fewer steps), 3 seeds, cFID measured while training. Resumable per cell (data, seed, model): finished cells are kept in the JSON and in their run folders
 (runs/bench/tm_dtm_ablation[_quick]/digits/seed<s>/<model>/) and skipped. Writes
 docs/results/tm_dtm_ablation[_quick].{md,json} and ..._curves.png; the page's verdict is computed from the table.
 """

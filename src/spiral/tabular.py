@@ -149,14 +149,8 @@ def train_tabular(s: TabularSettings) -> TabularResult:
         estimator.assign(rollout.games)
         batch = drop_zero(rollout.turns)
         if batch:
-            _ppo(
-                table,
-                start,
-                opt,
-                batch,
-                s,
-                linear_decay(step, s.entropy_coef, s.entropy_final, s.entropy_decay_steps),
-            )
+            entropy = linear_decay(step, s.entropy_coef, s.entropy_final, s.entropy_decay_steps)
+            _ppo(table, start, opt, batch, s, entropy)
         step += 1
         if s.magnet_every and step % s.magnet_every == 0:
             start = table.logits.detach().clone()

@@ -131,10 +131,7 @@ class Learner:
     def entropy_at(self, step: int) -> float:
         """Entropy-bonus weight of training step `step`: learner.entropy_coef, moving linearly to
         learner.entropy_final over learner.entropy_decay_steps steps when that is > 0."""
-        s = self.s
-        return linear_decay(
-            step, s.entropy_coef, getattr(s, "entropy_final", 0.0), getattr(s, "entropy_decay_steps", 0)
-        )
+        return linear_decay(step, self.s.entropy_coef, self.s.entropy_final, self.s.entropy_decay_steps)
 
     def update(self, turns: list, step: int) -> dict[str, float]:
         """`ppo_epochs` optimizer steps over `turns` (micro-batched); returns train/ metrics."""
@@ -158,7 +155,7 @@ class Learner:
                 f"out of memory in the learner; lower learner.micro_batch_size (now {self.s.micro_batch_size}) "
                 "or rollout.max_new_tokens"
             ) from None
-        if getattr(self.s, "entropy_decay_steps", 0) > 0:
+        if self.s.entropy_decay_steps > 0:
             out["train/entropy_coef"] = self.entropy_at(step)
         return out
 

@@ -3,8 +3,9 @@ matching's image quality at equal training compute.
 
 It starts from DTM 16x4 in the paper's regime (configs/tm/dtm-digits-paper.toml) and adds one lever at a time:
 head_draws 4; logit-normal t and s; the paper's head shape (6 residual blocks, the preset has 2) at about 2 % of
-the backbone's parameters (the width is found by counting parameters with transition_matching.cost); the stochastic head sampler sde (sampling only, so it is
-evaluated on the baseline model and on the combination); then all levers together. The references are FM with
+the backbone's parameters (the width is found by counting parameters with transition_matching.cost); the
+stochastic head sampler sde (sampling only, so it is evaluated on the baseline model and on the combination);
+then all levers together. The references are FM with
 128 and 256 Euler steps, trained with uniform and with logit-normal t. Every model trains for the same compute
 (study.budget calibrates the seconds per step; steps = budget x FM's seconds per step / the model's own), for 3
 seeds, and every model's cFID is measured while it trains (quality against training steps).
@@ -44,9 +45,8 @@ FM_STEPS = (128, 256)
 PAPER_BUDGET = MODES["paper"]["steps"][DATA]  # FM steps of the paper mode on digits (the preset's 1,200)
 SCALE = 4  # the default budget: 4x the paper mode's, as in tm_quality_vs_nfe_paper_long
 HEAD_SHARE = 0.02  # lever (c): head parameters / backbone parameters (the paper: a 40M head on a 1.7B DiT)
-HEAD_DEPTH = (
-    6  # lever (c)'s residual blocks: the paper's head (MAR's, 6 blocks of width 1024); the preset has 2
-)
+# lever (c)'s residual blocks: the paper's head (MAR's, 6 blocks of width 1024); the preset has 2
+HEAD_DEPTH = 6
 SDE = "sde"  # lever (d): Euler-Maruyama with ETA 1 (solvers.py)
 SIZES = {  # per size: seeds, FM budget (None: SCALE x the paper's), samples per row, curve, time target
     "full": {"seeds": (0, 1, 2), "budget": None, "n_eval": 600, "points": 8, "curve_n": 300, "target_min": None},

@@ -209,10 +209,10 @@ def setup_lines(mode: dict, extras: dict) -> list[str]:
            f"{list(mode['seeds'])} by default.",
            f"- Equal compute: every model trains budget x (FM's seconds per step) / (its own) steps, budget = "
            f"{mode['steps'][d]} FM steps; a lever that makes a step dearer gets fewer steps.",
-           f"- Head lever: the preset's head ({head.get('preset_depth', '?')} residual blocks of width "
+           f"- Head lever: the preset's head ({head['preset_depth']} residual blocks of width "
            f"{head['preset_width']}) has {100 * head['preset_share']:.2f} % of the backbone's "
            f"{head['backbone_params'] / 1e6:.2f}M parameters, already near the paper's ratio; the lever takes the "
-           f"paper's head shape ({head.get('depth', '?')} blocks, as MAR's head) at the width closest to "
+           f"paper's head shape ({head['depth']} blocks, as MAR's head) at the width closest to "
            f"{100 * head['target']:.0f} %: width {head['width']} ({100 * head['share']:.2f} %), counted by "
            "transition_matching.cost (`tm cost`).",
            "- The sde head sampler is Euler-Maruyama with the flow's marginals at the same number of head "

@@ -160,6 +160,14 @@ def test_exact_readout_is_the_renormalised_box_probability(tiny):
     assert r.exploitability == pytest.approx(exploitability(r.probs), abs=1e-9)
 
 
+def _kuhn_turns(model, tok, seed: int) -> list:
+    """One step of constrained one-round Kuhn self-play: 8 games, every turn kept."""
+    policy = build_policy(model, tok, action_mode="constrained", prompt_style="compact", seed=seed)
+    collector = RolloutCollector(policy, ["KuhnPoker-v2"], {"KuhnPoker-v2": {"rounds": 1}}, num_envs=8,
+                                 sampling=Sampling(1.0, 1.0, 8), keep_all=True)  # fmt: skip
+    return collector.collect(8).turns
+
+
 def _learner(model, **kw):
     settings = LearnerSettings(lr=1e-4, ppo_epochs=1, micro_batch_tokens=4096, **kw)
     return Learner(model, settings, temperature=1.0)
@@ -168,10 +176,7 @@ def _learner(model, **kw):
 @pytest.mark.parametrize("sign", [1.0, -1.0])
 def test_constrained_update_moves_the_played_moves_probability_with_the_advantage(tiny, sign):
     model, tok = tiny
-    policy = build_policy(model, tok, action_mode="constrained", prompt_style="compact", seed=1)
-    collector = RolloutCollector(policy, ["KuhnPoker-v2"], {"KuhnPoker-v2": {"rounds": 1}}, num_envs=8,
-                                 sampling=Sampling(1.0, 1.0, 8), keep_all=True)  # fmt: skip
-    turns = collector.collect(8).turns
+    turns = _kuhn_turns(model, tok, seed=1)
     for t in turns:
         t.advantage = sign
     before = [float(t.old_logprobs[0]) for t in turns]
@@ -204,10 +209,7 @@ def test_entropy_bonus_and_kl_to_a_reference_pull_as_they_should(tiny):
     from spiral.model import plain_copy
 
     model, tok = tiny
-    policy = build_policy(model, tok, action_mode="constrained", prompt_style="compact", seed=2)
-    collector = RolloutCollector(policy, ["KuhnPoker-v2"], {"KuhnPoker-v2": {"rounds": 1}}, num_envs=8,
-                                 sampling=Sampling(1.0, 1.0, 8), keep_all=True)  # fmt: skip
-    turns = collector.collect(8).turns
+    turns = _kuhn_turns(model, tok, seed=2)
     for t in turns:
         t.advantage = 0.0  # no policy-gradient signal: only the regularisers act
     ref = plain_copy(model, torch.float32)
@@ -361,10 +363,7 @@ def test_entropy_schedule_gives_each_step_its_own_weight(tiny):
     assert [linear_decay(k, 1.0, -1.0, 4) for k in (0, 2, 4, 9)] == [1.0, 0.0, -1.0, -1.0]
     assert linear_decay(7, 0.3, 0.0, 0) == 0.3  # no schedule
     model, tok = tiny
-    policy = build_policy(model, tok, action_mode="constrained", prompt_style="compact", seed=3)
-    collector = RolloutCollector(policy, ["KuhnPoker-v2"], {"KuhnPoker-v2": {"rounds": 1}}, num_envs=8,
-                                 sampling=Sampling(1.0, 1.0, 8), keep_all=True)  # fmt: skip
-    turns = collector.collect(8).turns
+    turns = _kuhn_turns(model, tok, seed=3)
     for t in turns:
         t.advantage = 0.5
 

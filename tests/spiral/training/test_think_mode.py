@@ -82,8 +82,7 @@ def test_think_responses_hold_a_thought_then_a_legal_move(tiny):
 def test_learner_recomputes_the_behaviour_logprobs(tiny, thought_temperature):
     """Before any update, PPO's ratio is 1 on every thought token and move (fp32 sampler and learner), also
     with thoughts sampled at a temperature of their own."""
-    from types import SimpleNamespace
-
+    from spiral.config import LearnerSettings
     from spiral.training.learner import Learner
     from spiral.training.rollout import Turn
 
@@ -95,7 +94,7 @@ def test_learner_recomputes_the_behaviour_logprobs(tiny, thought_temperature):
                   old_logprobs=r.logprobs, response_text=r.text, legal_actions=LEGAL[i % 2],
                   advantage=1.0 if i % 3 else -0.5, candidates=r.candidates, choice=r.choice,
                   thought_len=r.thought_len) for i, r in enumerate(out)]  # fmt: skip
-    s = SimpleNamespace(lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.0, warmup_steps=0, ppo_epochs=1,
+    s = LearnerSettings(lr=1e-3, betas=[0.9, 0.95], eps=1e-8, weight_decay=0.0, warmup_steps=0, ppo_epochs=1,
                         clip=0.2, loss_norm=8.0, kl_coef=0.0, entropy_coef=0.1, micro_batch_tokens=300,
                         micro_batch_size=4, grad_clip=1.0, update=True)  # fmt: skip
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
