@@ -6,6 +6,8 @@
     python benchmarks/tm_dtm_ablation.py --seeds 0        # a part; a later invocation adds the other seeds
     python benchmarks/tm_dtm_ablation.py --report-only    # rewrite the page from the stored rows
     python benchmarks/tm_dtm_ablation.py --scale 1        # the paper mode's budget instead (a record of its own)
+    python benchmarks/tm_dtm_ablation.py --part mnist     # follow-up: the recipe against FM on MNIST 28x28
+    python benchmarks/tm_dtm_ablation.py --part causal    # follow-up: ARTM and FHTM against FM on digits
 
 DTM 16x4 in the paper's regime (configs/tm/dtm-digits-paper.toml) with one lever at a time: head_draws 4,
 logit-normal t and s, the paper's head shape (6 residual blocks) at about 2 % of the backbone's parameters, the
@@ -15,6 +17,12 @@ trains the same compute (seconds per step calibrated once and stored under the r
 fewer steps), 3 seeds, cFID measured while training. Resumable per cell (data, seed, model): finished cells are kept in the JSON and in their run folders
 (runs/bench/tm_dtm_ablation[_quick]/digits/seed<s>/<model>/) and skipped. Writes
 docs/results/tm_dtm_ablation[_quick].{md,json} and ..._curves.png; the page's verdict is computed from the table.
+
+The follow-ups use the levers' recipe (head_draws 4, logit-normal s, and t for DTM and FM, the 6-block head, the sde
+head sampler). `--part mnist`: FM (uniform and logit-normal t) and DTM 16x4 with the recipe on MNIST 28x28
+(configs/tm/dtm-mnist-paper.toml), with sample grids; runs under runs/bench/tm_dtm_ablation_mnist, page
+tm_dtm_ablation_mnist.md. `--part causal`: ARTM-3 and FHTM-3, plain and with the recipe's head levers, against FM
+on digits; it trains in the levers' run folder, so FM's runs are reused; page tm_dtm_ablation_causal.md.
 """
 
 # A thin command line over transition_matching.study.ablation.
@@ -29,13 +37,13 @@ from pathlib import Path
 from runkit.errors import UserError
 from transition_matching.study.ablation import (
     HEAD_SHARE,
+    PARTS,
     SCALE,
     SDE,
-    STEM,
     build_mode,
     mode_name_of,
+    root_name_of,
     run_ablation,
-    suffix_of,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +54,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument(
+        "--part", choices=list(PARTS), default="levers",
+        help="levers: the ablation; mnist, causal: the follow-ups with its recipe [levers]",
+    )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="1 seed, 150 FM steps, fewer samples (< 10 min)")
     parser.add_argument(
         "--estimate-only",
@@ -83,13 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.scale < 1 or not 0 < args.head_share < 1:
         raise SystemExit("--scale must be >= 1 and --head-share in (0, 1)")
-    name = mode_name_of(args.quick, args.scale)
-    root = Path(args.root or ROOT / "runs" / "bench" / f"{STEM}{suffix_of(name)}")
+    name = mode_name_of(args.quick, args.scale, args.part)
+    root = Path(args.root or ROOT / "runs" / "bench" / root_name_of(args.quick, args.scale, args.part))
     command = shlex.join(
         ["python", "benchmarks/tm_dtm_ablation.py", *(sys.argv[1:] if argv is None else argv)]
     )
     try:
-        mode = build_mode(args.quick, args.scale, args.head_share, args.sde)
+        mode = build_mode(args.quick, args.scale, args.head_share, args.sde, part=args.part)
     except UserError as e:
         raise SystemExit(f"tm_dtm_ablation: error: {e}") from None
     run_ablation(

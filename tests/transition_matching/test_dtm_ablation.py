@@ -9,9 +9,10 @@ import pickle
 from pathlib import Path
 
 import pytest
+from tm_testutil import SECONDS, fake_row
 
 from runkit.errors import UserError
-from transition_matching.study import ablation, ablation_page, budget, plan, quality, runner, workers
+from transition_matching.study import ablation, ablation_page, budget, plan, quality, workers
 
 TINY = {"patch": 4, "backbone": "transformer", "width": 16, "depth": 1, "heads": 2, "head_width": 16,
         "head_depth": 1, "batch_size": 16, "lr": 1e-3, "warmup": 2}  # fmt: skip
@@ -78,9 +79,6 @@ def test_modes_and_records_of_their_own(mode):
 
 # ----------------------------------------------------------------------------------------- equal compute
 
-SECONDS = {"fm": 0.2, "fm-logit": 0.2, "dtm": 0.21, "dtm-draws4": 0.3, "dtm-logit": 0.21, "dtm-head": 0.22,
-           "dtm-all": 0.4}  # fmt: skip
-
 
 def test_equal_compute_gives_a_dearer_step_proportionally_fewer_steps(mode):
     cal = {"step_seconds": SECONDS, "n_tokens": 4, "pass": {"backbone_seconds": 1e-4, "head_seconds": 2e-6}}
@@ -91,7 +89,9 @@ def test_equal_compute_gives_a_dearer_step_proportionally_fewer_steps(mode):
     for (_, name), k in steps.items():  # the same compute, up to the rounding to 10 steps
         assert abs(k * SECONDS[name] - 4800 * 0.2) <= 5 * SECONDS[name]
     est = budget.estimate(mode, todo, steps, {"digits": cal}, jobs=2)
-    assert est["train"] == pytest.approx(3 * sum(steps[("digits", n)] * s for n, s in SECONDS.items()))
+    assert est["train"] == pytest.approx(
+        3 * sum(steps[("digits", n)] * SECONDS[n] for n in (m["name"] for m in mode["models"]))
+    )
     assert est["curve"] > 0 and est["sample"] > 0 and est["wall"] >= est["total"] / 2
 
 
@@ -116,42 +116,8 @@ def test_calibration_times_a_model_again_when_its_settings_change(monkeypatch, t
 # ----------------------------------------------------------------------------------------- resuming (fake workers)
 
 
-def fake_row(v: dict, seed: int, cfid: float, seconds: float) -> dict:
-    T, S = v["steps"], v["head_steps"]
-    return {"data": "digits", "seed": seed, "model": v["model"], "method": v["method"], "steps": T, "head_steps": S,
-            "head_solver": v["head_solver"], "backbone_evals": T, "head_evals": T * S, "train_steps": 100,
-            "train_seconds": 10.0, "times": [seconds], "timed_at": "t", "seconds_per_1000": seconds, "cfid": cfid,
-            "indep_acc": 0.99, "class_acc": 0.98}  # fmt: skip
-
-
-@pytest.fixture
-def fakes(monkeypatch):
-    """Fake training, measuring, calibration, floors and classifiers that record their calls."""
-    calls = {"train": [], "eval": []}
-
-    def fake_train(root, data, seed, spec, steps, mode_name="full"):
-        calls["train"].append((seed, spec["name"], steps))
-        return {"data": data, "seed": seed, "name": spec["name"], "method": spec["method"], "steps": steps,
-                "seconds": 1.0}  # fmt: skip
-
-    def fake_measure(root, data, seed, mode, names, stamp):
-        calls["eval"].append((seed, tuple(sorted(names))))
-        return [fake_row(v, seed, 5.0 + seed, 1.0) for v in mode["variants"] if v["model"] in names]
-
-    from transition_matching.cost import PassCost
-
-    pc = PassCost(n_tokens=4, batch=256, backbone_flops=9e6, head_flops=1e5, backbone_params=4_800_000,
-                  head_params=85_000, backbone_seconds=1e-4, head_seconds=2e-6)  # fmt: skip
-    cal = {"step_seconds": SECONDS, "n_tokens": 4, "pass": pc.as_dict()}
-    monkeypatch.setattr(workers, "train_one", fake_train)
-    monkeypatch.setattr(workers, "measure_cells", fake_measure)
-    monkeypatch.setattr(budget, "calibrate", lambda root, d, mode, names: cal)
-    monkeypatch.setattr(quality, "floors", lambda mode, d: {"n": 20, "cfid": 1.0, "indep_acc": 0.98})
-    monkeypatch.setattr(runner, "prepare_classifiers", lambda mode, todo: None)
-    return calls
-
-
-def test_resume_skips_finished_cells(fakes, mode, tmp_path, capsys):
+def test_resume_skips_finished_cells(ablation_fakes, mode, tmp_path, capsys):
+    fakes = ablation_fakes
     out, root = tmp_path / "out", tmp_path / "runs"
 
     def run(m=mode, **kw):
@@ -295,22 +261,27 @@ def cli(bench_script):
 
 def test_cli_hands_its_options_to_the_ablation(cli, monkeypatch):
     got = {}
-    monkeypatch.setattr(cli, "build_mode", lambda *a: {"built": a})
+    monkeypatch.setattr(cli, "build_mode", lambda *a, part: {"built": a, "part": part})
     monkeypatch.setattr(cli, "run_ablation", lambda *a, **kw: got.update(args=a, kw=kw))
     assert cli.main(["--quick", "--seeds", "1", "--jobs", "1", "--note", "a b"]) == 0
     out, root, mode, name = got["args"]
     assert out == cli.RESULTS and root == cli.ROOT / "runs" / "bench" / "tm_dtm_ablation_quick"
-    assert name == "quick" and mode == {"built": (True, 4, 0.02, "sde")}
+    assert name == "quick" and mode == {"built": (True, 4, 0.02, "sde"), "part": "levers"}
     assert got["kw"] == {"seeds": [1], "jobs": 1, "fresh": False, "note": "a b", "report_only": False,
                          "estimate_only": False,
                          "command": "python benchmarks/tm_dtm_ablation.py --quick --seeds 1 --jobs 1 --note 'a b'"}  # fmt: skip
     cli.main(["--estimate-only", "--scale", "1", "--sde", "sde:0.5", "--head-share", "0.05"])
     assert got["args"][3] == "full_x1" and got["args"][1].name == "tm_dtm_ablation_full_x1"
-    assert got["args"][2] == {"built": (False, 1, 0.05, "sde:0.5")} and got["kw"]["estimate_only"] is True
+    assert got["args"][2]["built"] == (False, 1, 0.05, "sde:0.5") and got["kw"]["estimate_only"] is True
     cli.main([])
     assert (
         got["args"][3] == "full" and got["args"][1].name == "tm_dtm_ablation" and got["kw"]["seeds"] is None
     )
+    cli.main(["--part", "causal"])  # trains in the levers' folder, records a page of its own
+    assert got["args"][3] == "causal" and got["args"][1].name == "tm_dtm_ablation"
+    assert got["args"][2]["part"] == "causal"
+    cli.main(["--part", "mnist", "--quick"])
+    assert got["args"][3] == "mnist_quick" and got["args"][1].name == "tm_dtm_ablation_mnist_quick"
     with pytest.raises(SystemExit, match="--scale must be"):
         cli.main(["--scale", "0"])
     monkeypatch.undo()

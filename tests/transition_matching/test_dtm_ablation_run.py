@@ -50,6 +50,11 @@ def test_real_tiny_ablation_run(monkeypatch, tmp_path, capsys):
         "steps": {"digits": 10},
         "n_eval": {"digits": 20},
         "curve": curve,
+        "grid": {
+            "seed": 0,
+            "per_class": 1,
+            "configs": (("dtm-all", 16, 4, "sde"),),
+        },  # MNIST's, with a solver
     }  # 2 curves: cFID is slow
     out, root = tmp_path / "out", tmp_path / "runs"
     ablation.run_ablation(out, root, mode, "quick", jobs=1, command="cmd")
@@ -84,6 +89,13 @@ def test_real_tiny_ablation_run(monkeypatch, tmp_path, capsys):
     md = (out / "tm_dtm_ablation_quick.md").read_text()
     assert "**Verdict: goal not met.**" in md and "fewer than 2 seeds" in md
     assert (out / "tm_dtm_ablation_quick_curves.png").is_file()
+    import numpy as np
+
+    from transition_matching.study import quality
+
+    grid = np.load(quality.grid_file(root, "digits", 0, "dtm-all", 16, 4, "sde"))  # one sample per class
+    assert grid.shape == (10, 8, 8, 1) and (out / "tm_dtm_ablation_quick_samples.png").is_file()
+    assert "## Samples (seed 0)" in md
     from transition_matching import cost, trainer
 
     with monkeypatch.context() as m:  # a finished training run (with its curve) is reused, not trained again

@@ -10,6 +10,11 @@ then all levers together. The references are FM with
 (study.budget calibrates the seconds per step; steps = budget x FM's seconds per step / the model's own), for 3
 seeds, and every model's cFID is measured while it trains (quality against training steps).
 
+Two follow-ups (`part`) reuse the same machinery with the levers' recipe: "mnist" trains FM (uniform and
+logit-normal t) and DTM with all training levers on MNIST 28x28 (sample grids of seed 0), and "causal" trains
+ARTM and FHTM (the paper's T = 3 schedule), plain and with the recipe's head levers, against FM on digits, in the
+levers' run folder so that its FM runs are reused.
+
 The study's machinery does the work. The ablation is a mode dict built here and handed whole to the worker
 processes. plan.cell_settings gives the resume keys, workers.run_plan trains, records the curves and evaluates,
 budget calibrates and estimates, and runner finds the present and cached cells, the classifiers and the
@@ -23,6 +28,7 @@ import os
 import time
 from pathlib import Path
 
+from runkit.errors import UserError
 from transition_matching.study import runner
 from transition_matching.study.ablation_page import write_page
 from transition_matching.study.plan import (
@@ -30,6 +36,7 @@ from transition_matching.study.plan import (
     EXTRAS,
     IMAGE_METRICS,
     MODES,
+    T3,
     cell_settings,
     cells_of,
     merge_rows,
@@ -37,12 +44,13 @@ from transition_matching.study.plan import (
 )
 from transition_matching.study.workers import run_plan
 
-DATA = "digits"
+DATA = "digits"  # the levers' and the causal part's data set
+PARTS = {"levers": "digits", "mnist": "mnist", "causal": "digits"}  # part -> data set
 STEM = "tm_dtm_ablation"
 LN = "logit_normal"
 SAMPLER = (16, 4)  # DTM's transitions x head steps in every row and curve
 FM_STEPS = (128, 256)
-PAPER_BUDGET = MODES["paper"]["steps"][DATA]  # FM steps of the paper mode on digits (the preset's 1,200)
+PAPER_BUDGET = MODES["paper"]["steps"]  # FM steps of the paper mode per data set (digits 1,200, MNIST 1,000)
 SCALE = 4  # the default budget: 4x the paper mode's, as in tm_quality_vs_nfe_paper_long
 HEAD_SHARE = 0.02  # lever (c): head parameters / backbone parameters (the paper: a 40M head on a 1.7B DiT)
 # lever (c)'s residual blocks: the paper's head (MAR's, 6 blocks of width 1024); the preset has 2
@@ -52,6 +60,15 @@ SIZES = {  # per size: seeds, FM budget (None: SCALE x the paper's), samples per
     "full": {"seeds": (0, 1, 2), "budget": None, "n_eval": 600, "points": 8, "curve_n": 300, "target_min": None},
     "quick": {"seeds": (0,), "budget": 150, "n_eval": 200, "points": 2, "curve_n": 100, "target_min": 10},
 }  # fmt: skip
+# MNIST's samples are dear (FM 256: ~0.8 s per image on 1 thread), so fewer of them: the paper mode's 200
+MNIST_SIZES = {"full": {"n_eval": 200, "curve_n": 100}, "quick": {"budget": 60, "n_eval": 60, "curve_n": 40}}
+AR_HEAD_STEPS = (4, 16)  # the causal part's head steps (the paper study's)
+TITLES = {
+    "levers": "DTM ablation on digits: which levers bring DTM 16x4 to flow matching's quality",
+    "mnist": "DTM's recipe on MNIST 28x28: DTM 16x4 with the ablation's levers against flow matching",
+    "causal": "The causal variants on digits: ARTM and FHTM, plain and with the ablation's levers, against flow "
+    "matching",
+}
 
 
 def lever_models(head: dict) -> list[dict]:
@@ -76,6 +93,62 @@ def lever_models(head: dict) -> list[dict]:
     ]
 
 
+def recipe(head: dict) -> dict:
+    """The training levers that every DTM row of the ablation gained from (head_draws 4, logit-normal s, the
+    paper's head shape); DTM adds logit-normal t (its continuous time), which ARTM/FHTM's T = 3 schedule lacks."""
+    return {"head_draws": 4, "head_time_dist": LN, "head_width": head["width"], "head_depth": head["depth"]}
+
+
+def mnist_models(head: dict) -> list[dict]:
+    """The MNIST part: FM with both time samplings and DTM with all training levers."""
+    return [{"name": "fm", "method": "fm"}, {"name": "fm-logit", "method": "fm", "time_dist": LN},
+            {"name": "dtm-all", "method": "dtm", "time_dist": LN, **recipe(head)}]  # fmt: skip
+
+
+def causal_models(head: dict) -> list[dict]:
+    """The causal part: FM with both time samplings (the levers' runs), ARTM and FHTM with the paper's T = 3
+    schedule, plain and with the recipe's head levers."""
+    out = [{"name": "fm", "method": "fm"}, {"name": "fm-logit", "method": "fm", "time_dist": LN}]
+    for m in ("artm", "fhtm"):
+        out += [{"name": m, "method": m, "schedule": T3}, {"name": f"{m}-all", "method": m, "schedule": T3,
+                                                           **recipe(head)}]  # fmt: skip
+    return out
+
+
+def fm_variants() -> list[dict]:
+    """FM 128 and 256 Euler steps, trained with uniform and with logit-normal t (the references)."""
+    out = []
+    for k in FM_STEPS:
+        for model, t in (("fm", "uniform"), ("fm-logit", "logit-normal")):
+            out.append({"key": f"{model}-{k}", "label": f"FM {k} ({t} t)", "lever": "reference", "model": model,
+                        "method": "fm", "steps": k, "head_steps": 0, "head_solver": "euler"})  # fmt: skip
+    return out
+
+
+def mnist_variants(head: dict, sde: str = SDE) -> list[dict]:
+    T, S = SAMPLER
+    rows = [("all", ", all levers", f"all four (head sampler {sde})", sde),
+            ("all-euler", ", all training levers", "all but the sampler (Euler head)", "euler")]  # fmt: skip
+    return [{"key": k, "label": f"DTM {T}x{S}{label}", "lever": lever, "model": "dtm-all", "method": "dtm",
+             "steps": T, "head_steps": S, "head_solver": solver} for k, label, lever, solver in rows] + fm_variants()  # fmt: skip
+
+
+def causal_variants(head: dict, sde: str = SDE) -> list[dict]:
+    """ARTM-3 and FHTM-3 at 4 and 16 head steps (Euler), the recipe's models also with the sde head sampler."""
+    out = []
+    for m in ("artm", "fhtm"):
+        for S in AR_HEAD_STEPS:
+            out.append({"key": f"{m}-{S}", "label": f"{m.upper()}-3 x{S}", "lever": "none (the paper's)",
+                        "model": m, "method": m, "steps": 3, "head_steps": S, "head_solver": "euler"})  # fmt: skip
+            for solver in ("euler", sde):
+                out.append({"key": f"{m}-all-{S}-{solver}", "label": f"{m.upper()}-3 x{S}, recipe, {solver} head",
+                            "lever": f"head_draws 4, logit-normal s, head {head['depth']} x {head['width']}"
+                            + ("" if solver == "euler" else f", head sampler {sde}"),
+                            "model": f"{m}-all", "method": m, "steps": 3, "head_steps": S,
+                            "head_solver": solver})  # fmt: skip
+    return out + fm_variants()
+
+
 def variants(head: dict, sde: str = SDE) -> list[dict]:
     """The rows of the table: a trained model sampled one way (steps, head steps, head solver) and the lever it
     adds to the baseline. FM rows have no head (head steps 0)."""
@@ -96,14 +169,12 @@ def variants(head: dict, sde: str = SDE) -> list[dict]:
         dtm("all", ", all levers", f"all four (head sampler {sde})", "dtm-all", sde),
         dtm("all-euler", ", all training levers", "all but the sampler (Euler head)", "dtm-all"),
     ]  # fmt: skip
-    for k in FM_STEPS:
-        for model, t in (("fm", "uniform"), ("fm-logit", "logit-normal")):
-            out.append({"key": f"{model}-{k}", "label": f"FM {k} ({t} t)", "lever": "reference", "model": model,
-                        "method": "fm", "steps": k, "head_steps": 0, "head_solver": "euler"})  # fmt: skip
-    return out
+    return out + fm_variants()
 
 
-def head_width_for(train: dict, share: float = HEAD_SHARE, step: int = 4, depth: int | None = None) -> dict:
+def head_width_for(
+    train: dict, share: float = HEAD_SHARE, step: int = 4, depth: int | None = None, data: str = DATA
+) -> dict:
     """The head width (a multiple of `step`) whose head, `depth` residual blocks deep (None: the settings'
     depth), has parameters closest to `share` of the backbone's, counted as `tm cost` counts them
     (cost.config_pass_cost on DTM with these settings); with that share, the settings' own head (width, depth,
@@ -114,7 +185,7 @@ def head_width_for(train: dict, share: float = HEAD_SHARE, step: int = 4, depth:
     from transition_matching.cost import config_pass_cost
     from transition_matching.trainer import load_training_data
 
-    cfg = make_config(method="dtm", data=DATA, **train)
+    cfg = make_config(method="dtm", data=data, **train)
     ds = load_training_data(cfg)
     cfg = resolve(cfg, ds.n_tokens)
     depth = cfg.head_depth if depth is None else depth
@@ -143,33 +214,55 @@ def build_mode(
     head_share: float = HEAD_SHARE,
     sde: str = SDE,
     train: dict | None = None,
+    part: str = "levers",
 ) -> dict:
-    """The ablation as a study mode: digits in the paper's regime (or `train`'s networks), the models of
-    lever_models, each evaluated at its table rows' samplers, curves for all, equal compute."""
+    """The ablation as a study mode: the part's data set in the paper's regime (or `train`'s networks), its
+    models (lever_models, mnist_models or causal_models), each evaluated at its table rows' samplers, curves for
+    FM and DTM, equal compute."""
     from transition_matching.solvers import sde_eta
 
+    if part not in PARTS:
+        raise UserError(f"unknown part {part!r}; one of {', '.join(PARTS)}")
     sde_eta(sde)  # sde or sde:ETA, else a UserError
-    size = SIZES["quick" if quick else "full"]
-    spec = {**DATA_PAPER[DATA], **({"train": train} if train else {})}
-    head = head_width_for(spec["train"], head_share, depth=HEAD_DEPTH)
-    models, rows = lever_models(head), variants(head, sde)
+    data = PARTS[part]
+    which = "quick" if quick else "full"
+    size = {**SIZES[which], **(MNIST_SIZES[which] if data == "mnist" else {})}
+    spec = {**DATA_PAPER[data], **({"train": train} if train else {})}
+    head = head_width_for(spec["train"], head_share, depth=HEAD_DEPTH, data=data)
+    models = {"levers": lever_models, "mnist": mnist_models, "causal": causal_models}[part](head)
+    rows = {"levers": variants, "mnist": mnist_variants, "causal": causal_variants}[part](head, sde)
     grids: dict[str, list] = {}
     for v in rows:
         grids.setdefault(v["model"], []).append([v["steps"], max(1, v["head_steps"]), v["head_solver"]])
-    return {
-        "data_specs": {DATA: spec}, "datasets": (DATA,), "seeds": size["seeds"],
-        "steps": {DATA: size["budget"] or scale * PAPER_BUDGET}, "n_eval": {DATA: size["n_eval"]},
+    mode = {
+        "data_specs": {data: spec}, "datasets": (data,), "seeds": size["seeds"],
+        "steps": {data: size["budget"] or scale * PAPER_BUDGET[data]}, "n_eval": {data: size["n_eval"]},
         "fm_steps": FM_STEPS, "dtm": [SAMPLER], "ar_T": (), "ar_head_steps": (), "time_repeats": 0,
         "equal_compute": True, "row_metrics": IMAGE_METRICS, "target_min": size["target_min"],
         "models": models, "grids": grids, "variants": rows, "head": head,
-        "curve": {"points": size["points"], "n": {DATA: size["curve_n"]}, "fm": FM_STEPS[0], "dtm": SAMPLER,
-                  "models": {m["name"]: m["method"] for m in models}},
+        "curve": {"points": size["points"], "n": {data: size["curve_n"]}, "fm": FM_STEPS[0], "dtm": SAMPLER,
+                  "models": {m["name"]: m["method"] for m in models if m["method"] in ("fm", "dtm")}},
+        "part": part, "title": TITLES[part], "verdict": "causal" if part == "causal" else "dtm",
     }  # fmt: skip
+    if part == "mnist":  # sample grids of seed 0: FM 128 (logit-normal t) and the recipe's DTM 16x4
+        mode["grid"] = {"seed": 0, "per_class": 8, "configs": (("fm-logit", FM_STEPS[0], 1),
+                                                               ("dtm-all", *SAMPLER, sde))}  # fmt: skip
+    return mode
 
 
-def mode_name_of(quick: bool, scale: int = SCALE) -> str:
-    """The record's name: quick, full, or full_x<scale> for another budget (a record and run folder of its own)."""
-    return "quick" if quick else "full" if scale == SCALE else f"full_x{scale}"
+def mode_name_of(quick: bool, scale: int = SCALE, part: str = "levers") -> str:
+    """The record's name: quick, full, or full_x<scale> for another budget (a record and run folder of its own);
+    a follow-up part's name leads (mnist, mnist_quick, causal_full_x2)."""
+    size = "quick" if quick else "full" if scale == SCALE else f"full_x{scale}"
+    if part == "levers":
+        return size
+    return part if size == "full" else f"{part}_{size}"
+
+
+def root_name_of(quick: bool, scale: int = SCALE, part: str = "levers") -> str:
+    """The run folder's name under runs/bench: the causal part trains in the levers' folder (reusing its FM
+    runs); the MNIST part has its own."""
+    return STEM + suffix_of(mode_name_of(quick, scale, "levers" if part == "causal" else part))
 
 
 def suffix_of(mode_name: str) -> str:
@@ -218,11 +311,12 @@ def run_ablation(
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     path = record_path(out, mode_name)
     head = mode["head"]
-    print(f"{mode_name}: FM budget {mode['steps'][DATA]} steps; the head lever's head ({head['depth']} blocks "
+    data = mode["datasets"][0]
+    print(f"{mode_name}: {data}, FM budget {mode['steps'][data]} steps; the head lever's head ({head['depth']} blocks "
           f"of width {head['width']}) has {100 * head['share']:.2f} % of the backbone's parameters (the preset's "
           f"{head['preset_depth']} x {head['preset_width']}: {100 * head['preset_share']:.2f} %)", flush=True)  # fmt: skip
-    rows, history, extras = load_record(path, mode_name, cell_settings(mode, DATA), fresh)
-    wanted = {(DATA, s): models_for(mode) for s in seeds}
+    rows, history, extras = load_record(path, mode_name, cell_settings(mode, data), fresh)
+    wanted = {(data, s): models_for(mode) for s in seeds}
     rows, todo = runner.split_todo(mode, root, wanted, rows, extras)
     if estimate_only:
         if todo:
@@ -230,7 +324,7 @@ def run_ablation(
         return
     if report_only or not todo:
         runner.restore_extras(mode, root, rows, extras)
-        write_page(path, mode_name, mode, rows, history, extras)
+        write_page(path, mode_name, mode, rows, history, extras, root)
         return
     runner.prepare_classifiers(mode, todo)
     steps = runner.prepare_equal_compute(mode, root, todo, extras, jobs, load)
@@ -241,5 +335,5 @@ def run_ablation(
         cells = list(cells_of(res))
         runner.add_curves(extras, root, cells)
         entry.update(cells=entry["cells"] + len(cells), seconds=time.time() - t0, load_end=os.getloadavg()[0])
-        write_page(path, mode_name, mode, rows, history + [entry], extras)
+        write_page(path, mode_name, mode, rows, history + [entry], extras, root)
     print(f"finished in {time.time() - t0:.0f} s", flush=True)

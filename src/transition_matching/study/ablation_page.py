@@ -14,11 +14,12 @@ from transition_matching.study.aggregate import mean_std, median, within_spread
 from transition_matching.study.convergence import compute_table, mean_curve, regime_line
 from transition_matching.study.page import history_lines, write_markdown
 from transition_matching.study.plan import cell_settings, cells_of
-from transition_matching.study.quality import FLAT, flatness
+from transition_matching.study.quality import FLAT, flatness, render_grids
 
 METRIC = "cfid"  # lower is better
 GOAL_SPEEDUP = 5.0  # the goal: FM 128's cFID within the seed spread at >= 5x less sampling wall time
 GOAL_FM, MOONSHOT_FM = 128, 256
+TITLE = "DTM ablation on digits: which levers bring DTM 16x4 to flow matching's quality"  # the levers' page
 
 
 def data_of(mode: dict) -> str:
@@ -117,6 +118,40 @@ def verdict(table: list[dict], goal_speedup: float = GOAL_SPEEDUP) -> dict:
             "fm_moonshot": r256["key"] if r256 else None, "line": line}  # fmt: skip
 
 
+def causal_verdict(table: list[dict]) -> dict:
+    """The paper's other claim, "FHTM matches or beats FM", decided from the variant table (and the same for
+    ARTM): the method's row of lowest mean cFID is no worse than the better FM 128 by more than the seed spread
+    (study.aggregate.within_spread, >= 2 seeds each). Quality only: the causal models' sampling time is shown,
+    not required. Returns fhtm and artm (True, False, or None when undecided), the rows compared, and a line."""
+    ref = best_of([a for a in table if a["method"] == "fm" and a["steps"] == GOAL_FM])
+    out: dict = {"fm_goal": ref["key"] if ref else None, "best_dtm": None}
+    if ref is None:
+        return {**out, "line": f"**Verdict: none yet**: the table has no FM {GOAL_FM} rows."}
+    parts = []
+    for m in ("fhtm", "artm"):
+        top = best_of([a for a in table if a["method"] == m])
+        if top is None:
+            out[m] = None
+            parts.append(f"{m.upper()}: no rows yet")
+            continue
+        what = f"{top['label']} (cFID {fmt(top)}) against {ref['label']} ({fmt(ref)})"
+        if min(top["seeds"], ref["seeds"]) < 2:
+            out[m] = None
+            parts.append(f"{m.upper()} undecided (fewer than 2 seeds): {what}")
+            continue
+        out[m] = within_spread(top, ref, METRIC)
+        gap, sp = top[METRIC] - ref[METRIC], spread(top, ref)
+        how = "beats it" if gap < -sp else "matches it (within the seed spread)" if out[m] else "is worse"
+        parts.append(f"{m.upper()} {how}: {what}, {gap:+.3f} against the spread {sp:.3f}, "
+                     f"{speedup(top, ref):.1f}x less sampling wall time")  # fmt: skip
+        out[f"pick_{m}"] = top["key"]
+    state = {True: "holds", False: "does not hold", None: "undecided"}[out["fhtm"]]
+    out["line"] = (f"**Verdict: \"FHTM matches or beats FM\" {state}.** At equal training compute, the best "
+                   f"row of each causal model against FM {GOAL_FM} with its better time sampling. "
+                   + "; ".join(parts) + ".")  # fmt: skip
+    return out
+
+
 def markdown_table(table: list[dict], floor: dict | None = None) -> str:
     """The variants: lever, steps at equal compute, training seconds, cFID (mean ± std, per seed, change from the
     baseline), indep_acc, sampling seconds and the speed-up over the better FM 128."""
@@ -142,7 +177,9 @@ def markdown_table(table: list[dict], floor: dict | None = None) -> str:
     return "\n".join(lines)
 
 
-def curves_section(curves: dict, table: list[dict], decided: dict, png: Path) -> str:
+def curves_section(
+    curves: dict, table: list[dict], decided: dict, png: Path, title: str = "DTM ablation"
+) -> str:
     """cFID against training steps of every trained model (mean ± std over seeds; FM sampled with 128 Euler
     steps, DTM with 16x4 and an Euler head), its flatness over the last quarter, and whether the better FM 128
     and the best DTM recipe's model have converged; writes the plot. Empty without curves."""
@@ -185,7 +222,7 @@ def curves_section(curves: dict, table: list[dict], decided: dict, png: Path) ->
     ax.set_xlabel("training steps")
     ax.set_ylabel("cFID (lower is better)")
     ax.set_yscale("log")
-    ax.set_title("DTM ablation on digits: cFID while training (equal compute per model)")
+    ax.set_title(f"{title}: cFID while training (equal compute per model)", fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -218,6 +255,14 @@ def setup_lines(mode: dict, extras: dict) -> list[str]:
            "- The sde head sampler is Euler-Maruyama with the flow's marginals at the same number of head "
            "evaluations (solvers.py); it needs no training, so it is evaluated on the baseline and the all-levers "
            "models."]  # fmt: skip
+    if mode.get("part") == "causal":
+        out.append("- ARTM and FHTM use the paper's T = 3 schedule (0, 0.5, 0.75, 1): 3 transitions of the 4 "
+                   "tokens, each token's head conditioned on the backbone's causal pass (a KV cache in sampling). "
+                   "Their runs have no curves; FM's runs are the levers' own (the same settings and steps).")  # fmt: skip
+    if mode.get("grid"):
+        out.append(
+            "- Sample grids: seed 0, 8 samples of every class per configuration, beside the training images."
+        )
     cal = extras.get("calibration", {}).get(d)
     if cal:
         out.append(f"- Cost regime (measured before training): {regime_line(cal)}")
@@ -225,14 +270,20 @@ def setup_lines(mode: dict, extras: dict) -> list[str]:
 
 
 def write_page(
-    path: Path, mode_name: str, mode: dict, rows: list[dict], history: list[dict], extras: dict | None = None
+    path: Path,
+    mode_name: str,
+    mode: dict,
+    rows: list[dict],
+    history: list[dict],
+    extras: dict | None = None,
+    root: Path | None = None,
 ) -> dict:
     """The JSON (rows, curves, floors, calibration, the verdict), the markdown page beside it (a hand-written
     reading between the reading markers is kept) and the curves' plot; returns the verdict."""
     extras = extras or {}
     d = data_of(mode)
     table = variant_table(rows, mode["variants"])
-    decided = verdict(table)
+    decided = causal_verdict(table) if mode.get("verdict") == "causal" else verdict(table)
     rec = {"mode": mode_name, "settings": cell_settings(mode, d), "variants": mode["variants"], "head": mode["head"],
            "verdict": decided, "runs": history, "rows": rows}  # fmt: skip
     rec.update({k: v for k, v in extras.items() if v})
@@ -242,19 +293,24 @@ def write_page(
     partial = "" if done >= n_cells else f" PARTIAL: {done} of the {n_cells} cells (seed, model) are present."
     command = history[-1].get("command", "?") if history else "(none yet)"
     header = "\n\n".join([
-        f"# DTM ablation on digits: which levers bring DTM 16x4 to flow matching's quality ({mode_name})",
+        f"# {mode.get('title', TITLE)} ({mode_name})",
         f"Command: `{command}`",
-        decided["line"] + " (Computed from the table below by `transition_matching.study.ablation_page.verdict`.)",
+        decided["line"] + f" (Computed from the table below by `transition_matching.study.ablation_page."
+        f"{'causal_verdict' if mode.get('verdict') == 'causal' else 'verdict'}`.)",
         f"Metrics are mean ± std over seeds, sampling seconds per 1,000 samples timed interleaved in one process "
         f"per seed. Raw rows: `{path.name}`.{partial}",
     ])  # fmt: skip
     png = path.with_name(f"{path.stem}_curves.png")
     cal = extras.get("calibration", {}).get(d)
+    samples = path.with_name(f"{path.stem}_samples.png")
+    grids = root is not None and render_grids(Path(root), samples, d, mode)
     sections = [
         "## Setup\n\n" + "\n".join(setup_lines(mode, extras)),
         "## Variants\n\n" + markdown_table(table, extras.get("floors", {}).get(d)),
         "## Training at equal compute\n\n" + compute_table(rows, cal) if cal and rows else "",
-        "## Quality vs training steps\n\n" + curves_section(extras.get("curves", {}).get(d, {}), table, decided, png),
+        "## Quality vs training steps\n\n"
+        + curves_section(extras.get("curves", {}).get(d, {}), table, decided, png, mode.get("title", TITLE)),
+        f"## Samples (seed {mode['grid']['seed']})\n\n![samples]({samples.name})" if grids else "",
         "## Invocations\n\n" + "\n".join(history_lines(history)) if history else "",
     ]  # fmt: skip
     write_markdown(path.with_suffix(".md"), header, [s for s in sections if s and not s.endswith("\n\n")])

@@ -108,8 +108,17 @@ def floors(mode: dict, data_name: str) -> dict:
 # ----------------------------------------------------------------------------------------- sample grids
 
 
-def grid_file(root: Path, data: str, seed: int, name: str, steps: int, S: int) -> Path:
-    return run_path(root, data, seed, name) / f"grid_{steps}x{S}.npy"
+def grid_file(root: Path, data: str, seed: int, name: str, steps: int, S: int, solver: str = "euler") -> Path:
+    tag = "" if solver == "euler" else f"_{solver.replace(':', '-')}"
+    return run_path(root, data, seed, name) / f"grid_{steps}x{S}{tag}.npy"
+
+
+def grid_title(name: str, steps: int, S: int, solver: str = "euler") -> str:
+    """FM 128, DTM 16x4, or the model's name with its sampler (dtm-all 16x4 sde)."""
+    if name in ("fm", "dtm"):
+        return f"{'FM' if name == 'fm' else 'DTM'} {steps}" + ("" if name == "fm" else f"x{S}")
+    sampler = f"{steps}" if name.startswith("fm") else f"{steps}x{S}"
+    return f"{name} {sampler}" + ("" if solver == "euler" else f" {solver}")
 
 
 def draw_grids(loaded: dict, root: Path, data: str, seed: int, grid: dict, cfg_w: float) -> None:
@@ -119,15 +128,17 @@ def draw_grids(loaded: dict, root: Path, data: str, seed: int, grid: dict, cfg_w
 
     from transition_matching.runs import draw_samples, sample_options
 
-    for name, steps, S in grid["configs"]:
+    for name, steps, S, *solver in grid["configs"]:  # an optional fourth entry: the head solver
         lr = loaded.get(name)
         if lr is None:
             continue
         k = lr.data.num_classes
         labels = torch.arange(k).repeat_interleave(grid["per_class"])
-        opts = sample_options(lr, steps=steps, head_steps=S, cfg=cfg_w)
+        opts = sample_options(
+            lr, steps=steps, head_steps=S, cfg=cfg_w, **({"head_solver": solver[0]} if solver else {})
+        )
         raw = draw_samples(lr, len(labels), opts, labels, seed=7000 + seed).raw
-        np.save(grid_file(root, data, seed, name, steps, S), raw)
+        np.save(grid_file(root, data, seed, name, steps, S, *solver), raw)
 
 
 def render_grids(root: Path, path: Path, data_name: str, mode: dict) -> bool:
@@ -140,8 +151,7 @@ def render_grids(root: Path, path: Path, data_name: str, mode: dict) -> bool:
     grid = mode.get("grid")
     if not grid:
         return False
-    found = [(f"{'FM' if name == 'fm' else 'DTM'} {steps}" + ("" if name == "fm" else f"x{S}"),
-              grid_file(root, data_name, grid["seed"], name, steps, S)) for name, steps, S in grid["configs"]]  # fmt: skip
+    found = [(grid_title(*c), grid_file(root, data_name, grid["seed"], *c)) for c in grid["configs"]]
     found = [(title, f) for title, f in found if f.is_file()]
     if not found:
         return False
