@@ -112,3 +112,31 @@ def test_real_tiny_ablation_run(monkeypatch, tmp_path, capsys):
     key = lambda r: (r["model"], r["steps"], r["head_solver"])  # noqa: E731
     assert sorted(again["rows"], key=key) == sorted(rows, key=key) and again["curves"] == rec["curves"]
     assert again["calibration"]["digits"]["step_seconds"] == cal["step_seconds"]
+
+
+def test_real_tiny_causal_part_and_fm_runs_shared_with_the_levers(monkeypatch, tmp_path):
+    """ARTM-3 and FHTM-3 with the recipe's head levers train and sample (Euler and sde heads); the FM run the
+    causal part trained is the one the levers' ablation would reuse (same settings, steps and curve)."""
+    quick = ablation.build_mode(quick=True, train=TINY, part="causal")
+    curve = {**quick["curve"], "points": 2, "n": {"digits": 16}, "models": {"fm": "fm"}}
+    mode = {**quick, "steps": {"digits": 10}, "n_eval": {"digits": 20}, "curve": curve}
+    out, root = tmp_path / "out", tmp_path / "runs"
+    ablation.run_ablation(out, root, mode, "causal_quick", jobs=1, command="cmd --part causal")
+    rec = json.loads((out / "tm_dtm_ablation_causal_quick.json").read_text())
+    by = {(r["model"], r["steps"] if r["method"] == "fm" else r["head_steps"], r["head_solver"]): r
+          for r in rec["rows"]}  # fmt: skip
+    assert len(by) == len(mode["variants"]) and ("fm-logit", 256, "euler") in by
+    for m in ("artm", "fhtm"):
+        r = by[(f"{m}-all", 16, "sde")]
+        assert r["method"] == m and r["trained_T"] == 3 and r["cfid"] > 0
+        assert by[(f"{m}-all", 16, "euler")]["cfid"] != r["cfid"]  # the head sampler changes the samples
+    trained = json.loads((plan.run_path(root, "digits", 0, "fhtm-all") / "bench_train.json").read_text())
+    assert trained["settings"]["head_draws"] == 4 and trained["settings"]["schedule"] == plan.T3
+    assert "undecided (fewer than 2 seeds)" in rec["verdict"]["line"]
+    from transition_matching import trainer
+
+    levers = {**ablation.build_mode(quick=True, train=TINY), "curve": curve}
+    spec = next(sp for sp in levers["models"] if sp["name"] == "fm")
+    fm = json.loads((plan.run_path(root, "digits", 0, "fm") / "bench_train.json").read_text())
+    monkeypatch.setattr(trainer, "train", lambda *a, **k: pytest.fail("trained again"))
+    assert workers.train_one(str(root), "digits", 0, spec, fm["steps"], levers) == fm

@@ -70,7 +70,10 @@ def calibrate(root: Path, data: str, mode: dict, names: list[str], rounds: int =
         cal["step_seconds"].update({n: scale * secs[n] for n in missing})
         cal["models"] = {**cal.get("models", {}), **{n: settings[n] for n in timed}}
     if "pass" not in cal:
-        cal["pass"] = config_pass_cost(config("dtm"), ds).as_dict()
+        plain = {**specs_of(mode)[data]["train"], "method": "dtm"}  # the preset's DTM, in every mode's regime
+        cal["pass"] = config_pass_cost(
+            resolve(make_config(data=data, seed=0, **plain), ds.n_tokens), ds
+        ).as_dict()
         cal["n_tokens"] = ds.n_tokens
     cal["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     path.parent.mkdir(parents=True, exist_ok=True)
