@@ -126,11 +126,8 @@ def fm_variants() -> list[dict]:
 
 
 def mnist_variants(head: dict, sde: str = SDE) -> list[dict]:
-    T, S = SAMPLER
-    rows = [("all", ", all levers", f"all four (head sampler {sde})", sde),
-            ("all-euler", ", all training levers", "all but the sampler (Euler head)", "euler")]  # fmt: skip
-    return [{"key": k, "label": f"DTM {T}x{S}{label}", "lever": lever, "model": "dtm-all", "method": "dtm",
-             "steps": T, "head_steps": S, "head_solver": solver} for k, label, lever, solver in rows] + fm_variants()  # fmt: skip
+    """The levers' rows of the models the MNIST part trains: DTM with all levers (sde and Euler head) and FM."""
+    return [v for v in variants(head, sde) if v["model"] in ("dtm-all", "fm", "fm-logit")]
 
 
 def causal_variants(head: dict, sde: str = SDE) -> list[dict]:

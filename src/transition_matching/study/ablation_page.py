@@ -19,7 +19,6 @@ from transition_matching.study.quality import FLAT, flatness, render_grids
 METRIC = "cfid"  # lower is better
 GOAL_SPEEDUP = 5.0  # the goal: FM 128's cFID within the seed spread at >= 5x less sampling wall time
 GOAL_FM, MOONSHOT_FM = 128, 256
-TITLE = "DTM ablation on digits: which levers bring DTM 16x4 to flow matching's quality"  # the levers' page
 
 
 def data_of(mode: dict) -> str:
@@ -177,9 +176,7 @@ def markdown_table(table: list[dict], floor: dict | None = None) -> str:
     return "\n".join(lines)
 
 
-def curves_section(
-    curves: dict, table: list[dict], decided: dict, png: Path, title: str = "DTM ablation"
-) -> str:
+def curves_section(curves: dict, table: list[dict], decided: dict, png: Path, title: str) -> str:
     """cFID against training steps of every trained model (mean ± std over seeds; FM sampled with 128 Euler
     steps, DTM with 16x4 and an Euler head), its flatness over the last quarter, and whether the better FM 128
     and the best DTM recipe's model have converged; writes the plot. Empty without curves."""
@@ -283,7 +280,8 @@ def write_page(
     extras = extras or {}
     d = data_of(mode)
     table = variant_table(rows, mode["variants"])
-    decided = causal_verdict(table) if mode.get("verdict") == "causal" else verdict(table)
+    decide = causal_verdict if mode.get("verdict") == "causal" else verdict
+    decided = decide(table)
     rec = {"mode": mode_name, "settings": cell_settings(mode, d), "variants": mode["variants"], "head": mode["head"],
            "verdict": decided, "runs": history, "rows": rows}  # fmt: skip
     rec.update({k: v for k, v in extras.items() if v})
@@ -293,10 +291,10 @@ def write_page(
     partial = "" if done >= n_cells else f" PARTIAL: {done} of the {n_cells} cells (seed, model) are present."
     command = history[-1].get("command", "?") if history else "(none yet)"
     header = "\n\n".join([
-        f"# {mode.get('title', TITLE)} ({mode_name})",
+        f"# {mode['title']} ({mode_name})",
         f"Command: `{command}`",
         decided["line"] + f" (Computed from the table below by `transition_matching.study.ablation_page."
-        f"{'causal_verdict' if mode.get('verdict') == 'causal' else 'verdict'}`.)",
+        f"{decide.__name__}`.)",
         f"Metrics are mean ± std over seeds, sampling seconds per 1,000 samples timed interleaved in one process "
         f"per seed. Raw rows: `{path.name}`.{partial}",
     ])  # fmt: skip
@@ -309,7 +307,7 @@ def write_page(
         "## Variants\n\n" + markdown_table(table, extras.get("floors", {}).get(d)),
         "## Training at equal compute\n\n" + compute_table(rows, cal) if cal and rows else "",
         "## Quality vs training steps\n\n"
-        + curves_section(extras.get("curves", {}).get(d, {}), table, decided, png, mode.get("title", TITLE)),
+        + curves_section(extras.get("curves", {}).get(d, {}), table, decided, png, mode["title"]),
         f"## Samples (seed {mode['grid']['seed']})\n\n![samples]({samples.name})" if grids else "",
         "## Invocations\n\n" + "\n".join(history_lines(history)) if history else "",
     ]  # fmt: skip

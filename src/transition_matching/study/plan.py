@@ -153,6 +153,11 @@ def sampling_grid(mode: dict, name: str, method: str, T: int) -> list[tuple]:
     return [(T, S) for S in mode["ar_head_steps"]]
 
 
+def head_solver(solver: list) -> dict:
+    """{"head_solver": name} for a sampling-grid entry that names one (its optional last part), else {}."""
+    return {"head_solver": solver[0]} if solver else {}
+
+
 def run_path(root: Path, data: str, seed: int, name: str) -> Path:
     return root / data / f"seed{seed}" / name
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from transition_matching.study.plan import n_eval_of, run_path, specs_of
+from transition_matching.study.plan import head_solver, n_eval_of, run_path, specs_of
 
 CURVE_METHODS = ("fm", "dtm")  # the models with curves (name = method), unless the curve names its own
 FLAT = 0.05  # "the curve has flattened": the last quarter of training changed the metric by less than 5 %
@@ -134,9 +134,7 @@ def draw_grids(loaded: dict, root: Path, data: str, seed: int, grid: dict, cfg_w
             continue
         k = lr.data.num_classes
         labels = torch.arange(k).repeat_interleave(grid["per_class"])
-        opts = sample_options(
-            lr, steps=steps, head_steps=S, cfg=cfg_w, **({"head_solver": solver[0]} if solver else {})
-        )
+        opts = sample_options(lr, steps=steps, head_steps=S, cfg=cfg_w, **head_solver(solver))
         raw = draw_samples(lr, len(labels), opts, labels, seed=7000 + seed).raw
         np.save(grid_file(root, data, seed, name, steps, S, *solver), raw)
 

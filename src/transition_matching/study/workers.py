@@ -15,6 +15,7 @@ from transition_matching.study.plan import (
     cell_cache,
     cell_settings,
     cells_of,
+    head_solver,
     mode_of,
     models_for,
     n_eval_of,
@@ -148,11 +149,6 @@ def measure_cells(
 
         draw_grids(loaded, Path(root), data, seed, grid, cfg_w)
     return out
-
-
-def head_solver(solver: list) -> dict:
-    """{"head_solver": name} for a sampling-grid entry that names one (its optional third part), else {}."""
-    return {"head_solver": solver[0]} if solver else {}
 
 
 class InlinePool:
