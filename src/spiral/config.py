@@ -154,14 +154,13 @@ class LearnerSettings:
     entropy_coef: float = opt(0.0, "weight of an entropy bonus (exact over legal moves when constrained)")
     entropy_decay_steps: int = opt(0, "> 0: steps in which the entropy weight goes linearly to entropy_final")
     entropy_final: float = opt(0.0, "the entropy weight after entropy_decay_steps steps")
-    micro_batch_tokens: int = opt(
-        0, "tokens per forward/backward (prompt + response; 0: micro_batch_size turns instead)"
-    )
+    micro_batch_tokens: int = opt(0, "tokens per forward/backward, prompt + response (0: micro_batch_size)")
     weight_decay: float = opt(0.0, "AdamW weight decay")
     betas: list[float] = opt([0.9, 0.95], "AdamW betas")
     eps: float = opt(1e-8, "AdamW epsilon")
     grad_clip: float = opt(1.0, "gradient-norm clip")
     update: bool = opt(True, "apply optimizer steps (false: a no-learning control run)")
+    train_zero_advantage: bool = opt(False, "also train turns of advantage 0 (their entropy, KL terms)")
 
 
 @dataclass

@@ -116,9 +116,10 @@ class AdvantageEstimator:
         self.draws = int(state.get("draws", 0))
 
 
-def drop_zero(turns: list, format_bonus: float = 0.0) -> list:
-    """Add the optional format bonus, then drop turns whose advantage is exactly 0 (they carry no gradient)."""
+def drop_zero(turns: list, format_bonus: float = 0.0, keep: bool = False) -> list:
+    """Add the optional format bonus, then drop turns whose advantage is exactly 0 (they carry no policy
+    gradient); `keep` trains them too, for their entropy and KL terms."""
     for t in turns:
         if format_bonus and t.strict_ok:
             t.advantage += format_bonus
-    return [t for t in turns if t.advantage != 0.0]
+    return list(turns) if keep else [t for t in turns if t.advantage != 0.0]

@@ -329,7 +329,7 @@ class Trainer:
             ) from None
         self.estimator.assign(rollout.games)
         pool_stats = self.rated.record(rollout.games) if self.rated is not None else {}
-        batch = drop_zero(rollout.turns, self.s.rollout.format_bonus)
+        batch = drop_zero(rollout.turns, self.s.rollout.format_bonus, self.s.learner.train_zero_advantage)
         t1 = time.perf_counter()
         metrics = {**rollout.stats, **pool_stats}
         metrics.update(self.learner.update(batch, self.step))

@@ -75,6 +75,12 @@ def test_drop_zero_drops_exact_zeros_after_the_format_bonus():
     assert kept == [b, c] and b.advantage == pytest.approx(0.1)
 
 
+def test_drop_zero_keeps_every_turn_when_asked():
+    a, c = _turn(0), _turn(1)
+    a.advantage, c.advantage = 0.0, -0.5
+    assert drop_zero([a, c], keep=True) == [a, c] and a.advantage == 0.0
+
+
 def _games(n: int) -> list[GameRecord]:
     out = []
     for i in range(n):
