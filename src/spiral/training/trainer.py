@@ -344,7 +344,7 @@ class Trainer:
         n = max(len(rollout.turns), 1)
         metrics.update({
             "rollout/adv_mean": sum(t.advantage for t in rollout.turns) / n,
-            "rollout/zero_adv_frac": 1 - len(batch) / n,
+            "rollout/zero_adv_frac": sum(t.advantage == 0.0 for t in rollout.turns) / n,
             "train/seconds": time.perf_counter() - t1,
             "time/step_seconds": time.perf_counter() - t0,
         })  # fmt: skip

@@ -147,6 +147,27 @@ def test_tiny_run_checkpoints_and_resumes_exactly(tmp_path):
     assert (tmp_path / "summary.png").read_bytes().startswith(b"\x89PNG")
 
 
+def test_zero_advantage_turns_are_trained_only_when_asked(tmp_path):
+    # invalid answers score 0 for both seats and the advantage is the return: the tiny model's turns are ~all 0
+    zero = ["--steps", "1", "--set", "advantage.estimator=none", "--set", "rollout.invalid_penalty=[0.0,0.0]",
+            "--set", "eval.at_start=false", "--set", "eval.every=0"]  # fmt: skip
+    rows = {}
+    for keep in ("false", "true"):
+        out = tmp_path / keep
+        assert (
+            main(["train", *TINY, *zero, "--set", f"learner.train_zero_advantage={keep}", "--out", str(out)])
+            == 0
+        )
+        rows[keep] = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()][-1]
+    for r in rows.values():
+        assert r["rollout/zero_adv_frac"] > 0.5
+    dropped, kept = rows["false"], rows["true"]
+    assert dropped["train/samples"] == round(
+        dropped["rollout/turns_kept"] * (1 - dropped["rollout/zero_adv_frac"])
+    )
+    assert kept["train/samples"] == kept["rollout/turns_kept"]
+
+
 def test_a_run_folder_with_checkpoints_is_not_overwritten(tmp_path, capsys):
     run = tmp_path / "run"
     (run / "checkpoints" / "step_000001").mkdir(parents=True)
