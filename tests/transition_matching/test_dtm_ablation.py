@@ -93,6 +93,12 @@ def test_equal_compute_gives_a_dearer_step_proportionally_fewer_steps(mode):
         3 * sum(steps[("digits", n)] * SECONDS[n] for n in (m["name"] for m in mode["models"]))
     )
     assert est["curve"] > 0 and est["sample"] > 0 and est["wall"] >= est["total"] / 2
+    # cells whose finished runs training reuses count their evaluation only
+    reused = budget.estimate(
+        mode, todo, steps, {"digits": cal}, 2, frozenset(("digits", s, "fm") for s in mode["seeds"])
+    )
+    assert est["train"] - reused["train"] == pytest.approx(3 * steps[("digits", "fm")] * SECONDS["fm"])
+    assert reused["sample"] == est["sample"] and reused["curve"] < est["curve"]
 
 
 def test_calibration_times_a_model_again_when_its_settings_change(monkeypatch, tmp_path, mode):

@@ -139,4 +139,6 @@ def test_real_tiny_causal_part_and_fm_runs_shared_with_the_levers(monkeypatch, t
     spec = next(sp for sp in levers["models"] if sp["name"] == "fm")
     fm = json.loads((plan.run_path(root, "digits", 0, "fm") / "bench_train.json").read_text())
     monkeypatch.setattr(trainer, "train", lambda *a, **k: pytest.fail("trained again"))
+    assert workers.finished_training(root, "digits", 0, spec, fm["steps"], levers) == fm
+    assert workers.finished_training(root, "digits", 0, spec, fm["steps"] + 10, levers) is None  # other steps
     assert workers.train_one(str(root), "digits", 0, spec, fm["steps"], levers) == fm

@@ -143,15 +143,20 @@ def cell_estimate(mode: dict, data: str, spec: dict, steps: int, cal: dict) -> d
     return {"train": train, "curve": curve, "sample": sample, "metrics": metrics}
 
 
-def estimate(mode: dict, todo: dict, steps: dict, calibrations: dict, jobs: int) -> dict:
+def estimate(
+    mode: dict, todo: dict, steps: dict, calibrations: dict, jobs: int, trained: frozenset = frozenset()
+) -> dict:
     """Worker seconds by kind over the cells in todo and the wall-time estimate on `jobs` workers: the larger of
-    the total over the workers and the longest single (data, seed) chain."""
+    the total over the workers and the longest single (data, seed) chain. Cells (data, seed, name) in `trained`
+    have a finished run that training reuses: only their evaluation counts."""
     kinds = {"train": 0.0, "curve": 0.0, "sample": 0.0, "metrics": 0.0}
     longest = 0.0
-    for (d, _), specs in todo.items():
+    for (d, s), specs in todo.items():
         chain_train, chain_eval = [], 0.0
         for sp in specs:
             e = cell_estimate(mode, d, sp, steps[(d, sp["name"])], calibrations[d])
+            if (d, s, sp["name"]) in trained:
+                e = {**e, "train": 0.0, "curve": 0.0}
             for k, v in e.items():
                 kinds[k] += v
             chain_train.append(e["train"] + e["curve"])

@@ -189,6 +189,16 @@ def prepare_equal_compute(
         if measure_floors and d not in extras["floors"]:
             extras["floors"][d] = floors(mode, d)
     print(f"calibration and floors took {time.time() - t0:.0f} s", flush=True)
-    est = estimate(mode, todo, steps, cals, jobs)
+    from transition_matching.study.workers import finished_training
+
+    trained = frozenset(
+        (d, s, sp["name"])
+        for (d, s), specs in todo.items()
+        for sp in specs
+        if finished_training(root, d, s, sp, steps[(d, sp["name"])], mode) is not None
+    )
+    if trained:
+        print(f"{len(trained)} of the cells to run reuse a finished training run", flush=True)
+    est = estimate(mode, todo, steps, cals, jobs, trained)
     print(describe_estimate(est, mode.get("target_min"), load, os.cpu_count() or 1), flush=True)
     return steps

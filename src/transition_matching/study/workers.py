@@ -30,6 +30,27 @@ def model_settings(mode: dict, data: str, spec: dict) -> dict:
     return canon({**specs_of(mode)[data]["train"], **{k: v for k, v in spec.items() if k != "name"}})
 
 
+def finished_training(
+    root: str | Path, data: str, seed: int, spec: dict, steps: int, mode_name: str | dict
+) -> dict | None:
+    """The record of a finished training run of this cell with the same steps, settings and curve spec (what
+    `train_one` reuses), else None."""
+    from runkit.io import read_json
+    from transition_matching.study.quality import curve_spec
+
+    mode = mode_of(mode_name)
+    done = run_path(Path(root), data, seed, spec["name"]) / "bench_train.json"
+    if not done.is_file():
+        return None
+    old = read_json(done)
+    same = (
+        old["steps"] == steps
+        and old.get("settings", model_settings(mode, data, spec)) == model_settings(mode, data, spec)
+        and old.get("curve_spec") == canon(curve_spec(mode, data, spec["name"], steps))  # as stored in JSON
+    )
+    return old if same else None
+
+
 def train_one(
     root: str, data: str, seed: int, spec: dict, steps: int, mode_name: str | dict = "full"
 ) -> dict:
@@ -39,25 +60,20 @@ def train_one(
     import torch
 
     torch.set_num_threads(1)
-    from runkit.io import atomic_write_json, read_json
+    from runkit.io import atomic_write_json
     from runkit.rundir import create_run_dir
     from transition_matching.config import make_config, resolve
     from transition_matching.study.quality import CurveRecorder, curve_spec
     from transition_matching.trainer import config_dict, load_training_data, train
 
+    old = finished_training(root, data, seed, spec, steps, mode_name)
+    if old is not None:
+        return old
     mode = mode_of(mode_name)
     path = run_path(Path(root), data, seed, spec["name"])
     settings = model_settings(mode, data, spec)
     curve = curve_spec(mode, data, spec["name"], steps)
     done = path / "bench_train.json"
-    if done.is_file():
-        old = read_json(done)
-        if (
-            old["steps"] == steps
-            and old.get("settings", settings) == settings
-            and old.get("curve_spec") == canon(curve)  # as stored in JSON (tuples become lists)
-        ):
-            return old
     cfg = make_config(data=data, seed=seed, steps=steps, ckpt_every=steps, log_every=50, **settings)
     ds = load_training_data(cfg)
     cfg = resolve(cfg, ds.n_tokens)
