@@ -17,9 +17,10 @@ from spiral.training.rollout import RolloutCollector
 
 
 def kuhn_one_round(s: Settings) -> bool:
-    """Whether the run trains on one-round KuhnPoker-v2 alone (the exact readout's game)."""
+    """Whether the run trains on one-round KuhnPoker-v2, alone or among other games (the readout's game: a
+    multi-game run's Kuhn policy is read out as a Kuhn run's is)."""
     return (
-        s.rollout.env_ids == ["KuhnPoker-v2"]
+        "KuhnPoker-v2" in s.rollout.env_ids
         and s.rollout.env_kwargs.get("KuhnPoker-v2", {}).get("rounds") == 1
     )
 

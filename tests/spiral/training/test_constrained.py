@@ -254,6 +254,18 @@ def test_constrained_run_logs_exploitability_and_resumes_exactly(tmp_path):
     assert all(r.get("rollout/invalid_rate", 0.0) == 0.0 for r in a)
 
 
+def test_a_multigame_run_reads_out_its_kuhn_policy(tmp_path):
+    import json
+
+    from spiral.cli import main
+
+    out = tmp_path / "multi"
+    games = ["--set", "rollout.env_ids=TicTacToe-v0,KuhnPoker-v2"]
+    assert main(["train", *CONSTRAINED, *games, "--steps", "1", "--out", str(out)]) == 0
+    rows = [json.loads(x) for x in (out / "eval" / "exploitability.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 1] and set(rows[-1]["probs"]) == set(KEYS)
+
+
 def test_max_minutes_ends_the_run_with_its_final_evaluation(tmp_path):
     from runkit.metrics import read_metrics
     from spiral.cli import main
