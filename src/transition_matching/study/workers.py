@@ -42,10 +42,10 @@ def finished_training(
     done = run_path(Path(root), data, seed, spec["name"]) / "bench_train.json"
     if not done.is_file():
         return None
-    old = read_json(done)
+    old, settings = read_json(done), model_settings(mode, data, spec)
     same = (
         old["steps"] == steps
-        and old.get("settings", model_settings(mode, data, spec)) == model_settings(mode, data, spec)
+        and old.get("settings", settings) == settings
         and old.get("curve_spec") == canon(curve_spec(mode, data, spec["name"], steps))  # as stored in JSON
     )
     return old if same else None
