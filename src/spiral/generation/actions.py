@@ -27,6 +27,9 @@ from spiral.prompting import normalize_action
 
 # lay candidates out as their prefix tree (False: each on its own, the layout before; benchmarks compare them)
 SHARE_CANDIDATE_PREFIXES = True
+# the most fp32 logits one trie pass may hold (rows x trie nodes x vocab x 4 bytes; log_softmax doubles it):
+# Negotiation's ~200 offers make ~475 trie nodes a prompt: 128 prompts at once took 24 GB and were OOM-killed
+SCORE_LOGITS_BYTES = 1 << 30
 
 
 def candidate_text(move: str) -> str:
@@ -68,6 +71,13 @@ def score_candidates(
     """
     if not prompts:
         return []
+    tries = [candidate_trie(cands, SHARE_CANDIDATE_PREFIXES) for cands in candidates]
+    groups = _row_groups([len(t[0]) for t in tries], _vocab_size(model))
+    if len(groups) > 1:  # the trie pass's logits would pass the budget: score groups of rows one by one
+        scores: list[torch.Tensor] = []
+        for a, b in groups:
+            scores += score_candidates(model, prompts[a:b], candidates[a:b], temperature)
+        return scores
     out, mask, cache = forward_shared_prefixes(model, prompts)
     dev = mask.device
     first = out.logits[:, -1, :].float()  # (B, V): predicts every candidate's first token
@@ -78,7 +88,6 @@ def score_candidates(
     scores = [
         first_logp[b, torch.tensor([c[0] for c in cands], device=dev)] for b, cands in enumerate(candidates)
     ]
-    tries = [candidate_trie(cands, SHARE_CANDIDATE_PREFIXES) for cands in candidates]
     Q = max(len(t[0]) for t in tries)
     if Q > 0:
         # Row b holds the trie nodes of its candidates: node j is a distinct proper prefix c[:d + 1] of some
@@ -157,6 +166,25 @@ def candidate_trie(
             parent = index[key]
             steps.append((parent, c[d + 1], k))
     return tokens, parents, steps
+
+
+def _vocab_size(model) -> int:
+    config = getattr(model, "config", None)
+    return int(getattr(config, "vocab_size", 0) or model.get_output_embeddings().weight.shape[0])
+
+
+def _row_groups(nodes: list[int], vocab: int) -> list[tuple[int, int]]:
+    """Consecutive row ranges whose padded trie logits (rows x max nodes x vocab, fp32) stay within
+    SCORE_LOGITS_BYTES; a row over the budget on its own is a group of one. One group when everything fits."""
+    groups, start, widest = [], 0, 0
+    for i, q in enumerate(nodes):
+        w = max(widest, q)
+        if i > start and (i - start + 1) * w * vocab * 4 > SCORE_LOGITS_BYTES:
+            groups.append((start, i))
+            start, w = i, q
+        widest = w
+    groups.append((start, len(nodes)))
+    return groups
 
 
 def move_distribution(scores: torch.Tensor) -> tuple[torch.Tensor, float]:

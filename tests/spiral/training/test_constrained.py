@@ -127,6 +127,30 @@ def test_scores_stay_with_their_prompt_whatever_the_chunking(tiny):
             assert torch.allclose(a, b, atol=2e-4)
 
 
+def test_a_trie_pass_over_the_logits_budget_is_split_into_row_groups_with_the_same_scores(tiny, monkeypatch):
+    """Many long candidates (Negotiation's offers) once made 24 GB of logits; over SCORE_LOGITS_BYTES the rows
+    are scored in groups, each row with its own prompt, and the scores do not change."""
+    import spiral.generation.actions as actions
+
+    model, tok = tiny
+    fmt = PromptFormat(tok, "auto", "compact")
+    prompts = fmt.encode([f"Turn {i}. You hold 10 Wood and 10 Gold. Offer or deny." for i in range(5)])
+    offers = [f"[Offer: {a} Wood -> {b} Gold]" for a in range(1, 4) for b in range(1, 4)]
+    cands = [Candidates(tok).for_legal(["[Deny]", *offers[: 3 + i]]) for i in range(5)]
+    whole = score_candidates(model, prompts, cands)
+    nodes = [len(actions.candidate_trie(c, True)[0]) for c in cands]
+    row = max(nodes) * model.config.vocab_size * 4
+    monkeypatch.setattr(actions, "SCORE_LOGITS_BYTES", 2 * row)  # two rows a group at most
+    assert len(actions._row_groups(nodes, model.config.vocab_size)) >= 3
+    split = score_candidates(model, prompts, cands)
+    for a, b in zip(whole, split, strict=True):
+        assert a.shape == b.shape and torch.allclose(a, b, atol=2e-4)
+    monkeypatch.setattr(actions, "SCORE_LOGITS_BYTES", 1)  # every row on its own, even one over the budget
+    assert actions._row_groups(nodes, model.config.vocab_size) == [(i, i + 1) for i in range(5)]
+    for a, b in zip(whole, score_candidates(model, prompts, cands), strict=True):
+        assert torch.allclose(a, b, atol=2e-4)
+
+
 def test_constrained_policy_plays_only_legal_moves_with_the_learners_logprob(tiny):
     model, tok = tiny
     policy = build_policy(model, tok, action_mode="constrained", prompt_style="compact", seed=3)
