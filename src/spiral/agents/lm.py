@@ -242,6 +242,7 @@ def make_lm_agent(
     batch_size: int = 32,
     generator: str | None = None,
     action_mode: str | None = None,
+    prompt_style: str | None = None,
     **_ignored,
 ) -> LMAgent:
     """Load model `spec` as an Agent; a run's own prompt template and length limit are the defaults."""
@@ -253,7 +254,7 @@ def make_lm_agent(
     kind = generator or run.get("model", {}).get("generator", "fast")
     stop_at_box = bool(run.get("rollout", {}).get("stop_at_box", False))
     mode = action_mode or run.get("rollout", {}).get("action_mode", "free")
-    style = run.get("model", {}).get("prompt_style", "paper")
+    style = prompt_style or run.get("model", {}).get("prompt_style", "paper")
     policy = build_policy(model, tokenizer, dtype, batch_size, seed or 0, template, generator=kind,
                           stop_at_box=stop_at_box, action_mode=mode, score_dtype=resolve_gen_dtype(dtype),
                           prompt_style=style, think_tokens=run.get("rollout", {}).get("think_tokens", 48),

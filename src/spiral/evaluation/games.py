@@ -321,6 +321,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--threads", type=int, help="CPU threads for torch (1 is fastest on a busy shared machine)"
     )
     parser.add_argument(
+        "--action-mode", choices=["free", "constrained", "think"],
+        help="how the model answers (default: the run's, else free): constrained scores the legal moves",
+    )  # fmt: skip
+    parser.add_argument(
+        "--prompt-style",
+        choices=["paper", "compact"],
+        help="the game prompt (default: the run's, else paper)",
+    )
+    parser.add_argument(
         "--transcripts", type=int, default=2, help="games kept per outcome (win/loss/draw) per pair"
     )
     parser.add_argument(
@@ -361,6 +370,7 @@ def run(args: argparse.Namespace) -> int:
     model = make_agent(
         args.model, games[0], seed=args.seed, temperature=args.temperature, top_p=args.top_p,
         max_new_tokens=args.max_new_tokens, dtype=dtype, batch_size=args.batch_size,
+        action_mode=args.action_mode, prompt_style=args.prompt_style,
     )  # fmt: skip
     out = Path(args.out) if args.out else default_out(args.model, "games")
     summary = evaluate_games(

@@ -97,3 +97,22 @@ def test_cli_rejects_unknown_games_before_loading_a_model():
         from spiral.games import make
 
         make("Chess-v9")
+
+
+def test_cli_plays_a_plain_model_in_constrained_mode(tmp_path):
+    """--action-mode constrained gives a model without a run (the base model) a run's constrained decoding: every
+    move is a legal one, and the transcripts show the scored `\\boxed{move}` answers."""
+    from spiral.cli import main
+
+    out = tmp_path / "games"
+    argv = ["eval", "games", "--model", "tiny", "--games", "KuhnPoker-v2", "--opponents", "random", "--n", "4",
+            "--action-mode", "constrained", "--prompt-style", "compact", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    s = json.loads((out / "summary.json").read_text())["results"]["KuhnPoker-v2 vs random"]["all"]
+    assert s["games"] == 4 and s["invalid_per_move"] == 0.0  # a random tiny model answers freely invalid
+    moves = [
+        m
+        for t in map(json.loads, (out / "transcripts.jsonl").read_text().splitlines())
+        for m in t["transcript"]
+    ]
+    assert any(m.get("response", "").startswith("\\boxed{") for m in moves)
