@@ -61,9 +61,7 @@ class ModelSettings:
         "policy, KL reference, learner and hf sampler: auto (CUDA when present, else cpu), cpu, cuda, cuda:N",
     )
     gradient_checkpointing: bool = opt(False, "recompute activations in the backward pass (less memory)")
-    share_prefix: bool = opt(
-        True, "compute prompt prefixes shared by several prompts once (generation and learner)"
-    )
+    share_prefix: bool = opt(True, "compute prompt prefixes shared by prompts once (generation and learner)")
 
 
 @dataclass
@@ -95,6 +93,7 @@ class RolloutSettings:
         48, "think mode: thought budget in tokens (it also ends at \\boxed or the stop token)"
     )
     think_temperature: float = opt(0.0, "think mode: the thoughts' temperature (0: rollout.temperature)")
+    max_offer_units: int = opt(0, "constrained: only Negotiation offers of <= N units each way (0: all)")
     keep_all_turns: bool = opt(
         False,
         "train on every turn played in the step's games (else exactly turns_per_step sampled from them)",
@@ -375,6 +374,8 @@ def validate(s: Settings) -> None:
     _choice("model.frozen_bf16", m.frozen_bf16.lower(), ("auto", "true", "false"))
     _choice("model.prompt_style", m.prompt_style, ("paper", "compact"))
     _choice("rollout.action_mode", r.action_mode, ("free", "constrained", "think"))
+    if r.max_offer_units < 0 or (r.max_offer_units and r.action_mode != "constrained"):
+        raise UserError("rollout.max_offer_units must be >= 0, and > 0 only with action_mode=constrained")
     _choice("learner.kl_ref", lr.kl_ref, ("start", "base"))
     if lr.kl_ref_every and lr.kl_ref != "start":  # a moving magnet (docs/spiral_training.md)
         raise UserError("learner.kl_ref_every needs learner.kl_ref=start")

@@ -80,12 +80,14 @@ class ConstrainedPolicy(LMPolicy):
     the learner recomputes for these turns. Distinct prompts are scored once per call."""
 
     def __init__(
-        self, tokenizer, model, prompt_format: PromptFormat, dtype: str = "fp32", seed: int = 0
-    ) -> None:
+        self, tokenizer, model, prompt_format: PromptFormat, dtype: str = "fp32", seed: int = 0,
+        max_offer_units: int = 0,
+    ) -> None:  # fmt: skip
         from spiral.generation.actions import Candidates, MoveSampler
 
         super().__init__(tokenizer, MoveSampler(model, dtype, seed), prompt_format)
         self.candidates = Candidates(tokenizer)
+        self.max_offer_units = max_offer_units  # > 0: the moves it considers (actions.restrict_moves)
 
     def respond(
         self, observations: list[str], sampling: Sampling, legal: list[list[str]] | None = None
@@ -95,6 +97,10 @@ class ConstrainedPolicy(LMPolicy):
             return []
         if legal is None:
             raise ValueError("constrained decoding needs the legal moves of each observation")
+        if self.max_offer_units > 0:
+            from spiral.generation.actions import restrict_moves
+
+            legal = [restrict_moves(list(lg), self.max_offer_units) for lg in legal]
         distinct: dict[
             tuple, int
         ] = {}  # (observation, legal moves) -> index: each is encoded and scored once
@@ -178,12 +184,13 @@ def build_policy(
     prompt_style: str = "paper",
     think_tokens: int = 48,
     think_temperature: float = 0.0,
+    max_offer_units: int = 0,
 ) -> LMPolicy:
     """An LMPolicy sampling from `model` with generator `generator` (spiral.generation.make_generator), or with
     `action_mode = "constrained"` a ConstrainedPolicy scoring the legal moves with `model` itself."""
     fmt = PromptFormat(tokenizer, prompt_template, prompt_style)
     if action_mode == "constrained":
-        return ConstrainedPolicy(tokenizer, model, fmt, score_dtype, seed)
+        return ConstrainedPolicy(tokenizer, model, fmt, score_dtype, seed, max_offer_units)
     from spiral.generation import make_generator
 
     sampler = make_generator(generator, model, stop_ids(model, tokenizer), tokenizer.pad_token_id,
@@ -258,5 +265,6 @@ def make_lm_agent(
     policy = build_policy(model, tokenizer, dtype, batch_size, seed or 0, template, generator=kind,
                           stop_at_box=stop_at_box, action_mode=mode, score_dtype=resolve_gen_dtype(dtype),
                           prompt_style=style, think_tokens=run.get("rollout", {}).get("think_tokens", 48),
-                          think_temperature=run.get("rollout", {}).get("think_temperature", 0.0))  # fmt: skip
+                          think_temperature=run.get("rollout", {}).get("think_temperature", 0.0),
+                          max_offer_units=run.get("rollout", {}).get("max_offer_units", 0))  # fmt: skip
     return LMAgent(policy, Sampling(temperature, top_p, max_new), name=f"lm:{Path(spec).name or spec}")

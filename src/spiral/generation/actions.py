@@ -18,6 +18,7 @@ share its cache: a prefix tree of seat prefix -> state tail -> candidate moves.
 from __future__ import annotations
 
 import itertools
+import re
 
 import torch
 
@@ -166,6 +167,24 @@ def candidate_trie(
             parent = index[key]
             steps.append((parent, c[d + 1], k))
     return tokens, parents, steps
+
+
+_OFFER_UNITS = re.compile(r"\[Offer: (\d+) \w+ -> (\d+) \w+\]")
+
+
+def restrict_moves(legal: list[str], max_units: int) -> list[str]:
+    """`legal` without the Negotiation offers that give or ask more than `max_units` units (0: unchanged).
+
+    Negotiation has ~200 legal offers a turn, and scoring them all makes a ~475-node prefix tree per prompt;
+    at 3 units each way it is 18 offers. Other moves ([Accept], [Deny], other games' moves) always stay."""
+    if max_units <= 0:
+        return legal
+    out = []
+    for move in legal:
+        m = _OFFER_UNITS.fullmatch(move)
+        if m is None or max(int(m[1]), int(m[2])) <= max_units:
+            out.append(move)
+    return out
 
 
 def _vocab_size(model) -> int:

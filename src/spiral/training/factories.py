@@ -80,7 +80,8 @@ def make_policy(s: Settings, model, tokenizer, seed: int) -> LMPolicy:
     m, r = s.model, s.rollout
     return build_policy(model, tokenizer, resolve_gen_dtype(m.gen_dtype), r.gen_batch_size, seed,
                         m.prompt_template, m.share_prefix, m.generator, r.stop_at_box, r.action_mode,
-                        learner_dtype(s), m.prompt_style, r.think_tokens, r.think_temperature)  # fmt: skip
+                        learner_dtype(s), m.prompt_style, r.think_tokens, r.think_temperature,
+                        r.max_offer_units)  # fmt: skip
 
 
 def learner_dtype(s: Settings) -> str:

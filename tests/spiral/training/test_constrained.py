@@ -416,3 +416,29 @@ def test_entropy_schedule_gives_each_step_its_own_weight(tiny):
         assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
     other, _ = trained(0, entropy_coef=-1.0)
     assert not all(torch.equal(a, b) for a, b in zip(trained(0, **sched)[0], other, strict=True))
+
+
+def test_max_offer_units_keeps_small_offers_and_every_other_move(tiny):
+    """rollout.max_offer_units: Negotiation's ~200 offers shrink to the small ones; [Accept] / [Deny] and other
+    games' moves stay; the policy then draws only among them, and the setting needs constrained mode."""
+    from runkit.errors import UserError
+    from spiral.config import load_settings
+    from spiral.games.negotiation import SimpleNegotiation
+    from spiral.generation.actions import restrict_moves
+
+    legal = ["[Accept]", "[Deny]", "[Offer: 1 Wood -> 3 Gold]", "[Offer: 4 Gold -> 1 Wood]", "[bet]", "[4]"]
+    assert restrict_moves(legal, 3) == ["[Accept]", "[Deny]", "[Offer: 1 Wood -> 3 Gold]", "[bet]", "[4]"]
+    assert restrict_moves(legal, 0) == legal
+    env = SimpleNegotiation()
+    env.reset(seed=0)
+    _, obs = env.get_observation()
+    full = list(env.legal_actions())
+    small = restrict_moves(full, 2)
+    assert len(full) > 100 and len(small) == 1 + 2 * 2 * 2  # [Deny] and 1-2 units each way, both directions
+    model, tok = tiny
+    policy = ConstrainedPolicy(tok, model, PromptFormat(tok, "auto", "compact"), max_offer_units=2)
+    for r in policy.respond([obs] * 6, Sampling(1.0, 1.0, 16), [full] * 6):
+        assert len(r.candidates) == len(small) and small[r.choice] in full
+        assert r.text == candidate_text(small[r.choice])
+    with pytest.raises(UserError, match="max_offer_units"):
+        load_settings("kuhn-smollm2-think", ["rollout.max_offer_units=3"])
