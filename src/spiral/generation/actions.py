@@ -18,7 +18,6 @@ share its cache: a prefix tree of seat prefix -> state tail -> candidate moves.
 from __future__ import annotations
 
 import itertools
-import re
 
 import torch
 
@@ -73,12 +72,15 @@ def score_candidates(
     if not prompts:
         return []
     tries = [candidate_trie(cands, SHARE_CANDIDATE_PREFIXES) for cands in candidates]
-    groups = _row_groups([len(t[0]) for t in tries], _vocab_size(model))
-    if len(groups) > 1:  # the trie pass's logits would pass the budget: score groups of rows one by one
-        scores: list[torch.Tensor] = []
-        for a, b in groups:
-            scores += score_candidates(model, prompts[a:b], candidates[a:b], temperature)
-        return scores
+    scores: list[torch.Tensor] = []
+    # rows in groups whose trie pass keeps its logits within SCORE_LOGITS_BYTES (one group when all fit)
+    for a, b in _row_groups([len(t[0]) for t in tries], _vocab_size(model)):
+        scores += _score_rows(model, prompts[a:b], candidates[a:b], tries[a:b], temperature)
+    return scores
+
+
+def _score_rows(model, prompts, candidates, tries, temperature: float) -> list[torch.Tensor]:
+    """score_candidates for one group of rows, given their candidate tries."""
     out, mask, cache = forward_shared_prefixes(model, prompts)
     dev = mask.device
     first = out.logits[:, -1, :].float()  # (B, V): predicts every candidate's first token
@@ -169,20 +171,19 @@ def candidate_trie(
     return tokens, parents, steps
 
 
-_OFFER_UNITS = re.compile(r"\[Offer: (\d+) \w+ -> (\d+) \w+\]")
-
-
 def restrict_moves(legal: list[str], max_units: int) -> list[str]:
     """`legal` without the Negotiation offers that give or ask more than `max_units` units (0: unchanged).
 
     Negotiation has ~200 legal offers a turn, and scoring them all makes a ~475-node prefix tree per prompt;
     at 3 units each way it is 18 offers. Other moves ([Accept], [Deny], other games' moves) always stay."""
+    from spiral.games.negotiation import offer_terms
+
     if max_units <= 0:
         return legal
     out = []
     for move in legal:
-        m = _OFFER_UNITS.fullmatch(move)
-        if m is None or max(int(m[1]), int(m[2])) <= max_units:
+        terms = offer_terms(move)
+        if terms is None or max(terms[1], terms[3]) <= max_units:
             out.append(move)
     return out
 
